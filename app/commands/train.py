@@ -1,0 +1,37 @@
+"""`deskpilot train {sft,dpo,plan} ...`: fine-tune the model on recorded runs, in the product.
+
+Each method has its own command module (imported only when used, so `train plan` starts
+without torch): `train sft` → app/commands/train_sft.py, `train dpo` → train_dpo.py,
+`train plan` → train_plan.py. The training code itself lives in the `train` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+METHODS = {
+    "sft": ("train_sft", "supervised fine-tuning (LoRA or full) on runs and demonstrations"),
+    "dpo": ("train_dpo", "preference tuning (DPO) on chosen/rejected replies"),
+    "plan": ("train_plan", "memory estimate for a fine-tuning run, and whether it fits"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: deskpilot train {" + ",".join(METHODS) + "} [ARGS...]", ""]
+    lines += [f"  {name:<6} {help_}" for name, (_, help_) in METHODS.items()]
+    lines += ["", "Run `deskpilot train METHOD --help` for its options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())  # noqa: T201 - the CLI's own output
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in METHODS:
+        print(f"deskpilot train: unknown method {name!r}\n\n{usage()}",  # noqa: T201
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"app.commands.{METHODS[name][0]}")
+    return int(module.main(rest) or 0)
