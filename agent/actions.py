@@ -211,11 +211,18 @@ def is_mobile(action: Action) -> bool:
 
 @dataclass(frozen=True)
 class Response:
-    """One parsed model reply: the thought (never executed) and the actions, in order."""
+    """One parsed model reply: the thought (never executed) and the actions, in order.
+
+    `thinking` is a <think>...</think> block and `reflection` the Reflection: part of a
+    "Reflection: ... Action_Summary: ..." reply, each kept apart from the thought (the
+    short statement of what the model does next) and, like it, never executed.
+    """
 
     thought: str
     actions: tuple[Action, ...] = field(default_factory=tuple)
     raw: str = ""
+    thinking: str = ""
+    reflection: str = ""
 
 
 class ParseError(ValueError):

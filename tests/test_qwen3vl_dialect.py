@@ -93,16 +93,16 @@ def test_thought_is_the_text_before_the_tool_call():
     assert r.raw.startswith("I see")
 
 
-def test_think_block_joins_the_thought():
+def test_think_block_is_kept_apart_from_the_thought():
     r = parse("<think>hmm</think>\nThought: click it\n" + call(action="wait", time=1))
-    assert r.thought == "hmm\nclick it"
+    assert (r.thinking, r.thought) == ("hmm", "click it")
     assert r.actions == (A.Wait(1),)
 
 
 def test_typing_a_think_tag_is_just_text():
     assert one(action="type", text="</think>") == A.Type("</think>")
     r = parse("done thinking</think>" + call(action="type", text="</think>"))
-    assert (r.thought, r.actions) == ("done thinking", (A.Type("</think>"),))
+    assert (r.thinking, r.thought, r.actions) == ("done thinking", "", (A.Type("</think>"),))
 
 
 def test_several_tool_calls_in_order():

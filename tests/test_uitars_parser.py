@@ -59,7 +59,8 @@ def test_action_summary_is_not_a_marker_and_not_executed():
     )
     r = parse(text)
     assert r.actions == (A.Wait(),)
-    assert "Action_Summary" in r.thought
+    assert r.thought == "click(start_box='(2,2)')"
+    assert r.reflection == "I should click(start_box='(1,1)')"
 
 
 def test_thought_text_is_never_executed():
@@ -85,12 +86,12 @@ def test_fence_and_whitespace_around_the_reply_are_ignored(fence):
 def test_think_block_is_thought_not_action():
     r = parse("<think>Action: click(start_box='(1,1)')</think>\nThought: ok\nAction: wait()")
     assert r.actions == (A.Wait(),)
-    assert "click" in r.thought and "ok" in r.thought
+    assert (r.thought, r.thinking) == ("ok", "Action: click(start_box='(1,1)')")
 
 
 def test_bare_closing_think_tag_ends_the_thinking():
     r = parse("I should wait.</think>\nThought: waiting\nAction: wait()")
-    assert (r.thought, r.actions) == ("I should wait.\nwaiting", (A.Wait(),))
+    assert (r.thinking, r.thought, r.actions) == ("I should wait.", "waiting", (A.Wait(),))
 
 
 def test_typing_a_think_tag_is_just_text():

@@ -251,8 +251,7 @@ def parse_reply(text: str) -> A.Response:
     thought = body[:start].strip()
     if thought.lower().startswith("thought:"):
         thought = thought[len("thought:") :].strip()
-    thought = "\n".join(part for part in (thinking, thought) if part)
-    return A.Response(thought=thought, actions=tuple(actions), raw=text)
+    return A.Response(thought=thought, actions=tuple(actions), raw=text, thinking=thinking)
 
 
 # --- writing replies --------------------------------------------------------------------

@@ -3,14 +3,21 @@
 The contract (issue #2), in the order the parser applies it:
 
 1. Whitespace and a ``` fence around the whole reply are ignored. A leading
-   <think>...</think> block is thinking, never executed; it joins the thought.
-2. The action text is everything after the LAST `Action:` (ASCII ':' or full-width '：').
-   An `Action:` written inside a quoted value of an earlier action (type(content='Action:
-   ...')) is text, not a marker. Thought:, Reflection:, Action_Summary: text before the
-   marker is never executed; the thought is returned (its leading `Thought:` removed).
-3. Calls separated by a blank line are separate actions, in order (see callsyntax).
-4. Each call must be a known action with its known parameters; coordinates must be
-   finite numbers inside the model's coordinate extent (never clamped here).
+   <think>...</think> block is thinking, never executed; it is returned apart
+   (Response.thinking), not merged into the thought.
+2. The action text is everything after the LAST `Action:` (ASCII ':' or full-width '：')
+   that starts a line. A model quoting its previous action in the thought ("... my last
+   Action: type(content='it's ...") cannot move the start, whatever its quotes do, and
+   text before the marker is never executed. Only a reply with no such line falls back to
+   the last `Action:` anywhere that is not inside a quoted value of an earlier action.
+3. The thought is the text before the marker without its `Thought:` label; for a
+   "Reflection: ... Action_Summary: ..." reply it is the Action_Summary text (as in the
+   official ui-tars parser) and the reflection is returned apart (Response.reflection).
+4. Calls separated by a blank line are separate actions, in order (see callsyntax).
+5. Each call must be a known action with its known parameters; coordinates must be
+   finite numbers inside the model's coordinate extent (never clamped here). A point
+   whose closing parenthesis is missing inside the quotes, start_box='(573,322' (the
+   UI-TARS repository's own example reply), is read as closed.
 
 Anything else raises ParseError with a message fit to show the model, and nothing from
 that reply is executed.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from agent import actions as A
 from agent.actions import ParseError
@@ -32,6 +40,9 @@ _MARKER_OR_VALUE = re.compile(
     r"(?P<marker>(?<![A-Za-z0-9_])Action[ \t]*[:：])|(?P<value>=[ \t\r\n]*['\"])"
 )
 _MARKER = re.compile(r"(?<![A-Za-z0-9_])Action[ \t]*[:：]")
+_LINE_MARKER = re.compile(r"^[ \t]*(?P<word>Action[ \t]*[:：])", re.MULTILINE)
+_REFLECTION_LABEL = re.compile(r"\A\s*Reflection[ \t]*[:：]\s*")
+_SUMMARY_LABEL = re.compile(r"(?<![A-Za-z0-9_])Action_Summary[ \t]*[:：]\s*")
 _VALUE_END = re.compile(r"[ \t]*(?:[),]|$)")
 FENCE = "```"
 _THOUGHT_LABEL = re.compile(r"\A\s*Thought[ \t]*[:：]\s*")
@@ -82,6 +93,19 @@ def split_think(text: str, actions_from: int | None = None) -> tuple[str, str]:
 
 
 def find_action(text: str) -> tuple[int, int] | None:
+    """(start, end) of the action marker: the last `Action:` that starts a line.
+
+    Quotes are not looked at here: a thought may quote anything, balanced or not. A reply
+    that writes its marker mid-line ("Thought: ok. Action: wait()") has no such line and
+    falls back to the last inline marker outside quoted values.
+    """
+    markers = list(_LINE_MARKER.finditer(text))
+    if markers:
+        return markers[-1].start("word"), markers[-1].end("word")
+    return _find_inline_action(text)
+
+
+def _find_inline_action(text: str) -> tuple[int, int] | None:
     """(start, end) of the last `Action:` marker that is not inside a quoted value."""
     first = _MARKER.search(text)
     if not first:
@@ -118,8 +142,32 @@ def _skip_value(text: str, start: int) -> int:
     return len(text)
 
 
-def split_reply(text: str) -> tuple[str, str]:
-    """(thought, action text) of a raw reply."""
+@dataclass(frozen=True)
+class SplitReply:
+    """A raw reply cut into its parts; only `action_text` is ever executed."""
+
+    thought: str
+    action_text: str
+    thinking: str = ""
+    reflection: str = ""
+
+
+def split_thought(before: str) -> tuple[str, str]:
+    """(thought, reflection) of the text before the action marker."""
+    if _REFLECTION_LABEL.match(before):
+        rest = _REFLECTION_LABEL.sub("", before, count=1)
+        summary = _SUMMARY_LABEL.search(rest)
+        if summary is None:
+            return "", rest.strip()
+        return rest[summary.end() :].strip(), rest[: summary.start()].strip()
+    summary = _SUMMARY_LABEL.match(before.lstrip())
+    if summary is not None:
+        return before.lstrip()[summary.end() :].strip(), ""
+    return _THOUGHT_LABEL.sub("", before, count=1).strip(), ""
+
+
+def split_reply(text: str) -> SplitReply:
+    """The thought, thinking, reflection and action text of a raw reply."""
     body = strip_fence(text)
     first_marker = _MARKER.search(body)
     thinking, body = split_think(body, first_marker.start() if first_marker else None)
@@ -129,9 +177,8 @@ def split_reply(text: str) -> tuple[str, str]:
             "no 'Action:' found: end your reply with a line 'Action: <one action call>'"
         )
     before, action_text = body[: marker[0]], body[marker[1] :]
-    thought = _THOUGHT_LABEL.sub("", before, count=1).strip()
-    thought = "\n".join(part for part in (thinking, thought) if part)
-    return thought, strip_fence(action_text)
+    thought, reflection = split_thought(before)
+    return SplitReply(thought, strip_fence(action_text), thinking, reflection)
 
 
 # --- values -----------------------------------------------------------------------------
@@ -159,6 +206,8 @@ def parse_box(raw: str, what: str) -> list[int | float]:
             parts = value[len(open_tag) : -len(close_tag)].split()
             break
     else:
+        if value[:1] == "(" and ")" not in value:
+            value += ")"  # '(573,322': the closing parenthesis lost inside the quotes
         if len(value) >= 2 and (value[0], value[-1]) in (("(", ")"), ("[", "]")):
             parts = [p.strip() for p in value[1:-1].split(",")]
         else:
@@ -301,8 +350,15 @@ def parse_reply(text: str, coords: CoordinateCheck, *, hint: str = "") -> A.Resp
     if not isinstance(text, str):
         raise ParseError(f"a reply must be text, got {type(text).__name__}")
     try:
-        thought, action_text = split_reply(text)
-        actions = tuple(call_to_action(call, coords) for call in parse_calls(action_text))
+        parts = split_reply(text)
+        calls = parse_calls(parts.action_text, KNOWN_ACTIONS)
+        actions = tuple(call_to_action(call, coords) for call in calls)
     except ParseError as err:
         raise ParseError(f"{err}{hint}") from None
-    return A.Response(thought=thought, actions=actions, raw=text)
+    return A.Response(
+        thought=parts.thought,
+        actions=actions,
+        raw=text,
+        thinking=parts.thinking,
+        reflection=parts.reflection,
+    )

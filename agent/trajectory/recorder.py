@@ -217,6 +217,9 @@ class Recorder:
             "messages": self._messages_record(index, step.messages or []),
             "reply": step.reply,
             "thought": response.thought if response is not None else None,
+            # kept apart from the thought since the parser no longer merges them
+            "thinking": getattr(response, "thinking", "") if response is not None else None,
+            "reflection": getattr(response, "reflection", "") if response is not None else None,
             "actions": [a.to_dict() for a in step.actions],
             "decisions": schema.jsonable(list(step.decisions)),
             "results": schema.jsonable(list(step.results)),
