@@ -22,6 +22,7 @@ from typing import Any
 CONFIG_DIR_ENV = "DESKPILOT_CONFIG_DIR"
 APP_NAME = "deskpilot"
 MAX_RECENT_TASKS = 20
+DEFAULT_MAX_NEW_TOKENS = 512
 
 
 class SettingsError(ValueError):
@@ -50,6 +51,9 @@ def settings_path() -> Path:
 @dataclass
 class Settings:
     max_steps: int = 50
+    # longest reply per step, in tokens; the app and `deskpilot run` both use it (UI-TARS
+    # thoughts can be long: a shorter limit cuts the reply before its Action line)
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     history_n: int = 5  # screenshots kept in the prompt
     max_pixels: int | None = None  # None: the dialect's default
     language: str = "English"  # language of the model's thoughts
@@ -94,6 +98,14 @@ class Settings:
             raise SettingsError(f"backend must be local, remote or replay, got {self.backend!r}")
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise SettingsError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if (
+            not isinstance(self.max_new_tokens, int)
+            or isinstance(self.max_new_tokens, bool)
+            or self.max_new_tokens < 1
+        ):
+            raise SettingsError(
+                f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}"
+            )
         if isinstance(self.monitor, str) and self.monitor != "auto":
             if not self.monitor.isdigit():
                 raise SettingsError(f"monitor must be 'auto' or an index, got {self.monitor!r}")

@@ -144,7 +144,8 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
             self.window.model_status.setText(f"Model: {model or '?'} ({backend or s.backend})")
         request = RunRequest(
             task=task, policy=policy, env=env, dialect=dialect, max_steps=s.max_steps,
-            safety=s.safety, command_patterns=s.safety_command_patterns,
+            max_new_tokens=s.max_new_tokens, safety=s.safety,
+            command_patterns=s.safety_command_patterns,
             runs_dir=Path(s.runs_dir) if s.record else None,
             model=model or self.policy_name or s.model, backend=backend or s.backend,
             monitors=_monitors(env),

@@ -20,6 +20,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from agent.settings import DEFAULT_MAX_NEW_TOKENS
+
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +34,7 @@ class RunRequest:
     env: Any  # agent.protocols.Env
     dialect: Any  # agent.protocols.Dialect
     max_steps: int = 50
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # settings.max_new_tokens
     safety: str = "normal"
     command_patterns: list[str] | None = None  # None: the safety module's defaults
     runs_dir: Path | None = None  # None: do not record
@@ -177,7 +180,7 @@ class RunWorker(QObject):
         )
         return Agent(
             policy, req.env, req.dialect, max_steps=req.max_steps, safety=safety,
-            ask_user=self._ask_user,
+            ask_user=self._ask_user, chat_options={"max_new_tokens": req.max_new_tokens},
         )
 
     def _make_recorder(self):

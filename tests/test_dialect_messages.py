@@ -119,9 +119,10 @@ def test_uitars15_prompt_structure():
     positions = [prompt.index(s) for s in sections]
     assert positions == sorted(positions)
     assert "Thought: ...\nAction: ..." in prompt
-    assert "click(start_box='<|box_start|>(x1,y1)<|box_end|>')" in prompt
+    # the official COMPUTER_USE text (tests/test_uitars_prompt.py checks it line by line)
+    assert "click(point='<point>x1 y1</point>')" in prompt
     for call in ("left_double(", "right_single(", "drag(", "hotkey(", "type(", "scroll(",
-                 "wait()", "finished(", "call_user()"):  # fmt: skip
+                 "wait()", "finished("):  # fmt: skip
         assert call in prompt
     assert "Use French in" in prompt
     assert prompt.rstrip().endswith("## User Instruction\nopen the settings")

@@ -1,15 +1,22 @@
 """Prompt templates of the dialects.
 
-What is a fixed format is kept as the models were trained on it: UI-TARS' section
+UI-TARS-1.5 gets the official computer-use prompt word for word (the checkpoint was
+trained on it), kept as data in uitars_computer_use.json with its source and licence.
+For UI-TARS-1.0 the fixed format is kept as the model was trained on it: UI-TARS' section
 headings (## Output Format, ## Action Space, ## Note, ## User Instruction) and its action
-signatures, and Qwen3-VL's `computer_use` tool schema and function-calling preamble,
-taken from the Qwen3-VL cookbook's computer-use example (the schema is data the model
-reads as JSON). The explanatory comments and notes are our own wording.
+signatures. Qwen3-VL's `computer_use` tool schema and function-calling preamble are taken
+from the Qwen3-VL cookbook's computer-use example (the schema is data the model reads as
+JSON). The explanatory comments and notes of the 1.0 and Qwen3-VL prompts are our own
+wording.
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
+from pathlib import Path
+
+UITARS_15_PROMPT_FILE = Path(__file__).with_name("uitars_computer_use.json")
 
 # --- UI-TARS ------------------------------------------------------------------------------
 
@@ -37,21 +44,6 @@ _UITARS_TAIL = (
     "{instruction}\n"
 )
 
-# UI-TARS-1.5: absolute pixel coordinates of the screenshot as the model sees it.
-UITARS_15_ACTION_SPACE = """\
-click(start_box='<|box_start|>(x1,y1)<|box_end|>')
-left_double(start_box='<|box_start|>(x1,y1)<|box_end|>')
-right_single(start_box='<|box_start|>(x1,y1)<|box_end|>')
-drag(start_box='<|box_start|>(x1,y1)<|box_end|>', end_box='<|box_start|>(x3,y3)<|box_end|>')
-hotkey(key='ctrl c') # Lowercase key names separated by spaces; at most 3 keys.
-type(content='xxx') # Escape \\', \\" and \\n inside content. End content with \\n to submit.
-scroll(start_box='<|box_start|>(x1,y1)<|box_end|>', direction='down or up or right or left') \
-# Reveals more content on the `direction` side.
-wait() # Pause 5 seconds, then look at a new screenshot.
-finished(content='xxx') # The task is done; content is your answer or summary (escaped as in type).
-call_user() # Hand control back to the user: the task cannot be done, or you need their help.
-"""
-
 # UI-TARS-1.0: coordinates relative to the screenshot, 0..1000 on both axes.
 UITARS_10_ACTION_SPACE = """\
 click(start_box='[x1, y1, x2, y2]')
@@ -67,13 +59,23 @@ call_user() # Hand control back to the user: the task cannot be done, or you nee
 """
 
 
-def uitars_prompt(action_space: str, instruction: str, language: str) -> str:
-    """The UI-TARS computer-use prompt: instructions, action space and the user's task."""
-    return (
-        _UITARS_HEAD
-        + action_space
-        + _UITARS_TAIL.format(language=language, instruction=instruction)
-    )
+UITARS_10_TEMPLATE = _UITARS_HEAD + UITARS_10_ACTION_SPACE + _UITARS_TAIL
+
+
+@lru_cache(maxsize=1)
+def uitars_15_template() -> str:
+    """The official UI-TARS-1.5 COMPUTER_USE template, read once from its data file."""
+    data = json.loads(UITARS_15_PROMPT_FILE.read_text(encoding="utf-8"))
+    return data["template"]
+
+
+def fill_uitars_prompt(template: str, instruction: str, language: str) -> str:
+    """A UI-TARS template with {language} and {instruction} filled in.
+
+    Plain replacement, not str.format: the task is the person's text and may hold braces,
+    and the instruction goes in last so a task mentioning "{language}" stays as written.
+    """
+    return template.replace("{language}", language).replace("{instruction}", instruction)
 
 
 # --- Qwen3-VL -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 Both speak "Thought: ...\\nAction: call(...)" (parsed by uitars_parser) and lay the chat
 out as the official UI-TARS code does: a plain system message, the computer-use prompt
 with the user's instruction as the first user message, then screenshots and replies.
+uitars-1.5 uses the official COMPUTER_USE prompt verbatim (see prompts.py).
 
 UI-TARS-1.5 writes points as <|box_start|>(x,y)<|box_end|>; those are special tokens, so
 a decoder that skips special tokens hands us '(x,y)'. Earlier replies are shown back to
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from agent import actions as A
 from agent.dialects import history as H
 from agent.dialects.callsyntax import encode_string
-from agent.dialects.prompts import UITARS_10_ACTION_SPACE, UITARS_15_ACTION_SPACE, uitars_prompt
+from agent.dialects.prompts import UITARS_10_TEMPLATE, fill_uitars_prompt, uitars_15_template
 from agent.dialects.uitars_parser import CoordinateCheck, parse_reply
 from agent.frames import CoordinateSpace, model_image_size
 from agent.protocols import HistoryTurn
@@ -67,7 +68,7 @@ class UITarsDialect:
         name: str,
         *,
         space: CoordinateSpace,
-        action_space: str,
+        prompt_template: str,
         default_max_pixels: int,
         history_n: int = 5,
         max_pixels: int | None = None,
@@ -77,7 +78,7 @@ class UITarsDialect:
             raise ValueError(f"history_n must be at least 1 (the new screenshot), got {history_n}")
         self.name = name
         self.space: CoordinateSpace = space
-        self.action_space = action_space
+        self.prompt_template = prompt_template  # with {language} and {instruction}
         self.history_n = history_n
         self.max_pixels = int(max_pixels or default_max_pixels)
         if self.max_pixels < self.min_pixels:
@@ -97,7 +98,7 @@ class UITarsDialect:
     # --- prompt -------------------------------------------------------------------------
 
     def system_prompt(self, task: str) -> str:
-        return uitars_prompt(self.action_space, task, self.language)
+        return fill_uitars_prompt(self.prompt_template, task, self.language)
 
     def build_messages(self, task: str, history: Sequence[HistoryTurn], image: Image) -> list[dict]:
         for picture in [turn.image for turn in history] + [image]:
@@ -173,7 +174,7 @@ def uitars_15(**options) -> UITarsDialect:
     return UITarsDialect(
         "uitars-1.5",
         space="absolute",
-        action_space=UITARS_15_ACTION_SPACE,
+        prompt_template=uitars_15_template(),
         default_max_pixels=MAX_PIXELS_15,
         **options,
     )
@@ -183,7 +184,7 @@ def uitars_10(**options) -> UITarsDialect:
     return UITarsDialect(
         "uitars-1.0",
         space="relative1000",
-        action_space=UITARS_10_ACTION_SPACE,
+        prompt_template=UITARS_10_TEMPLATE,
         default_max_pixels=MAX_PIXELS_10,
         **options,
     )

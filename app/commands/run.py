@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-new-tokens",
         type=int,
-        default=512,
-        help="longest reply per step, in tokens (UI-TARS thoughts can be long; default 512)",
+        help="longest reply per step, in tokens (default: settings.max_new_tokens, 512)",
     )
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--record", metavar="DIR", help="runs folder (default: settings.runs_dir)")
@@ -227,15 +226,16 @@ def _run(args: argparse.Namespace) -> int:
         confirm=confirm_everything if args.yes else None,
         command_patterns=settings.safety_command_patterns,
     )
-    if args.max_new_tokens < 1:
-        raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    max_new_tokens = settings.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+    if max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     agent = Agent(
         policy,
         env,
         dialect,
         max_steps=max_steps,
         safety=safety,
-        chat_options={"max_new_tokens": args.max_new_tokens},
+        chat_options={"max_new_tokens": max_new_tokens},
     )
 
     recorder = None
