@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent import actions as A
+from agent.resize import smart_resize
 
 CoordinateSpace = Literal["absolute", "relative1000"]
 RELATIVE_RANGE = 1000.0
@@ -100,11 +101,9 @@ def model_image_size(
 ) -> tuple[int, int]:
     """(width, height) of the image the model sees, resized as the model was trained.
 
-    qwen_vl_utils imports torch, so it is imported here rather than at module level:
-    the agent core must stay importable without torch.
+    agent.resize.smart_resize is qwen-vl-utils' function without its torch import, so a
+    scripted or remote run never loads torch.
     """
-    from qwen_vl_utils import smart_resize
-
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return w, h
 

@@ -38,6 +38,19 @@ def _existing(path: str, what: str) -> Path:
     return p
 
 
+def local_model_source(target: str) -> str:
+    """What to load for a local model: an existing checkpoint folder, or a hub id (a name
+    with one slash that is not a folder). Raises PolicySpecError before anything loads."""
+    path = Path(target).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise PolicySpecError(f"{path} is not a checkpoint folder: it has no config.json")
+        return str(path)
+    if target.startswith((".", "/", "~")) or target.count("/") != 1:
+        raise PolicySpecError(f"local checkpoint not found: {path}")
+    return target
+
+
 def make_policy(spec: str, settings: Any = None) -> Any:
     """A Policy for `spec`. `settings` (agent.settings.Settings) supplies device, dtype,
     remote model name and the API key's environment variable where it has them."""
@@ -61,16 +74,14 @@ def make_policy(spec: str, settings: Any = None) -> Any:
             model=getattr(settings, "remote_model", "") or "",
             api_key_env=key_env,  # read (and named in errors) by RemotePolicy itself
         )
-    # local: a checkpoint folder, or a hub id (a name with a slash that is not a folder)
-    path = Path(target).expanduser()
-    if not path.exists() and (target.startswith((".", "/", "~")) or target.count("/") != 1):
-        raise PolicySpecError(f"local checkpoint not found: {path}")
-    import vlm
+    source = local_model_source(target)
+    from agent.extras import import_local
 
+    vlm = import_local("vlm", what=f"the local model {target!r}")
     device = getattr(settings, "device", "auto")
     dtype = getattr(settings, "dtype", "auto")
     return vlm.load(
-        str(path) if path.exists() else target,
+        source,
         device=None if device in (None, "", "auto") else device,
         dtype=None if dtype in (None, "", "auto") else dtype,
     )

@@ -36,8 +36,9 @@ class ModelActions:
             dtype = None if values["dtype"] == "auto" else values["dtype"]
 
             def loader(progress):
-                import vlm
+                from agent.extras import import_local
 
+                vlm = import_local("vlm", what=f"the local model {model!r}")
                 return vlm.load(model, device=device, dtype=dtype, progress=progress)
 
         if self.loading:

@@ -46,7 +46,7 @@ install_python_packages() {
   # torch first and pinned: the CUDA build works on CPU too, and this exact pair is the
   # one whose torchvision imports (qwen-vl-utils needs torchvision).
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[local,dev]"
   echo "$stamp" > .venv/.deskpilot-stamp
 }
 

@@ -189,10 +189,12 @@ def _run(args: argparse.Namespace) -> int:
     if max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, got {max_steps}")
 
+    from agent.extras import MissingExtraError
+
     try:
         scheme, target = parse_spec(args.policy)
         policy = make_policy(args.policy, settings)
-    except (PolicySpecError, FileNotFoundError, ValueError) as exc:
+    except (PolicySpecError, FileNotFoundError, ValueError, MissingExtraError) as exc:
         raise UsageError(str(exc)) from exc
 
     from agent.dialects import get_dialect

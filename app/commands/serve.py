@@ -62,6 +62,17 @@ def main(argv: list[str]) -> int:
     elif args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without an API key: anyone who can reach it can use it",
                     args.host)
+    # The model must exist and the engine be installed before the port is taken: a typo
+    # should fail at once, not leave a server answering "loading" that never loads.
+    from agent.extras import MissingExtraError, import_local
+    from agent.policy_spec import PolicySpecError, local_model_source
+
+    try:
+        local_model_source(args.model)
+        import_local("vlm", what="deskpilot serve")
+    except (PolicySpecError, MissingExtraError) as exc:
+        print(f"deskpilot serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
 
     from vlm.server import ChatServer, bind_socket, serve
 
