@@ -190,16 +190,34 @@ def test_scale_override_captures_physical_pixels_with_logical_rect(paint_root, m
 
 
 @pytest.mark.display
-@pytest.mark.parametrize("session", ["x11", "wayland"])
-def test_all_black_screenshot_is_a_display_error(xvfb_display, monkeypatch, session):
+def test_all_black_screenshot_on_wayland_is_a_display_error(xvfb_display, monkeypatch):
     from agent.desktop import DesktopEnv
 
-    monkeypatch.setenv("XDG_SESSION_TYPE", session)
+    monkeypatch.setenv("XDG_SESSION_TYPE", "wayland")
     env = DesktopEnv()
     with pytest.raises(DisplayError, match="completely black") as info:
         env.observe()
-    assert ("This is a Wayland session" in str(info.value)) == (session == "wayland")
+    assert "This is a Wayland session" in str(info.value)
     assert is_black(env.capturer.grab(env.capturer.choose(), check_black=False))
+
+
+@pytest.mark.display
+def test_all_black_screenshot_on_x11_is_a_real_screen_with_a_warning(
+    xvfb_display, monkeypatch, caplog
+):
+    """An empty i3 workspace is black: the model must see it, and the person is told once."""
+    from agent.desktop import DesktopEnv
+
+    monkeypatch.setenv("XDG_SESSION_TYPE", "x11")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    env = DesktopEnv()
+    with caplog.at_level("WARNING", logger="agent.desktop.capture"):
+        first, second = env.observe(), env.observe()
+    assert is_black(first.image) and first.image.size == (1280, 800)
+    assert is_black(second.image)
+    warnings = [r for r in caplog.records if "completely black" in r.getMessage()]
+    assert len(warnings) == 1 and "X11" in warnings[0].getMessage()
+    env.close()
 
 
 @pytest.mark.display
@@ -258,7 +276,9 @@ def test_commands_without_a_display_explain_themselves(command, tmp_path):
 
 
 @pytest.mark.display
-def test_a_run_on_a_black_screen_ends_with_the_reason_and_is_recorded(xvfb_display, tmp_path):
+def test_a_run_on_a_black_wayland_screen_ends_with_the_reason_and_is_recorded(
+    xvfb_display, tmp_path
+):
     from agent.trajectory import load_run
 
     script = tmp_path / "script.txt"
@@ -267,7 +287,8 @@ def test_a_run_on_a_black_screen_ends_with_the_reason_and_is_recorded(xvfb_displ
         [sys.executable, "-m", "app.cli", "run", "anything", "--policy", f"script:{script}",
          "--env", "desktop", "--record", str(tmp_path / "runs")],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "DESKPILOT_CONFIG_DIR": str(tmp_path / "cfg")})
+        env={**os.environ, "DESKPILOT_CONFIG_DIR": str(tmp_path / "cfg"),
+             "XDG_SESSION_TYPE": "wayland"})
     assert done.returncode == 1 and "completely black" in done.stdout, done.stdout + done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     run = load_run(run_dir)

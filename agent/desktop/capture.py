@@ -10,6 +10,7 @@ enter and shows them on exit), so the model never sees the agent's own UI.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -19,15 +20,17 @@ from typing import TYPE_CHECKING
 from agent.desktop.errors import DisplayError
 from agent.desktop.monitors import (
     Monitor,
+    desktop_scale,
     monitor_at,
     monitors_from_mss,
     open_mss,
     primary,
-    scale_override,
 )
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+log = logging.getLogger(__name__)
 
 MonitorChoice = str | int
 HideWindows = Callable[[], AbstractContextManager]
@@ -55,21 +58,27 @@ def is_black(image: Image) -> bool:
     return all(high == 0 for _low, high in image.getextrema())
 
 
+def is_wayland_session() -> bool:
+    """A Wayland session, where our X11 capture (no screen-capture portal) sees black."""
+    session = os.environ.get("XDG_SESSION_TYPE", "").strip().lower()
+    return session == "wayland" or bool(os.environ.get("WAYLAND_DISPLAY"))
+
+
 def black_screen_error(monitor: Monitor) -> DisplayError:
-    session = os.environ.get("XDG_SESSION_TYPE", "")
-    wayland = session == "wayland" or bool(os.environ.get("WAYLAND_DISPLAY"))
-    why = (
-        "This is a Wayland session: screenshots through X11 come back black unless the "
-        "desktop's screen-capture portal is used. Log in to an X11 ('Xorg') session, or run "
-        "the agent in a virtual X display (Xvfb)."
-        if wayland
-        else "This usually means a Wayland session without the screen-capture portal (log in "
-        "to an X11 session), a locked or sleeping screen (unlock/wake it), or an X server "
-        "that has nothing on screen."
-    )
+    """The refusal for a black capture where the backend is known not to work (Wayland)."""
     return DisplayError(
         f"the screenshot of monitor {monitor.index} ({monitor.name}) is completely black, so "
-        f"the model would see nothing. {why}"
+        "the model would see nothing. This is a Wayland session: screenshots through X11 "
+        "come back black unless the desktop's screen-capture portal is used. Log in to an "
+        "X11 ('Xorg') session, or run the agent in a virtual X display (Xvfb)."
+    )
+
+
+def black_screen_warning(monitor: Monitor) -> str:
+    return (
+        f"the screenshot of monitor {monitor.index} ({monitor.name}) is completely black; "
+        "carrying on, since on X11 that is a real screen (an empty workspace, a black "
+        "wallpaper). If it should not be black, the screen may be locked or asleep."
     )
 
 
@@ -80,6 +89,7 @@ class Capturer:
         self.monitor = parse_monitor_choice(monitor)
         self.hide_windows = hide_windows
         self._local = threading.local()
+        self._warned_black: set[int] = set()  # monitors already warned about, once each
 
     def _sct(self):
         sct = getattr(self._local, "sct", None)
@@ -94,7 +104,7 @@ class Capturer:
             self._local.sct = None
 
     def monitors(self) -> list[Monitor]:
-        return monitors_from_mss(list(self._sct().monitors), scale=scale_override())
+        return monitors_from_mss(list(self._sct().monitors), scale=desktop_scale())
 
     def choose(self, monitors: list[Monitor] | None = None) -> Monitor:
         monitors = monitors if monitors is not None else self.monitors()
@@ -124,7 +134,13 @@ class Capturer:
             shot = self._sct().grab(region)
         image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
         if check_black and is_black(image):
-            raise black_screen_error(monitor)
+            # Only Wayland is known to hand X11 clients a black screen; on X11 black is
+            # what is there (an empty i3 workspace), so the model gets to see it.
+            if is_wayland_session():
+                raise black_screen_error(monitor)
+            if monitor.index not in self._warned_black:
+                self._warned_black.add(monitor.index)
+                log.warning("%s", black_screen_warning(monitor))
         return image
 
     def capture(self) -> tuple[Image, Monitor]:
@@ -137,5 +153,5 @@ def pointer_position(monitors: list[Monitor]) -> tuple[float, float]:
     from agent.desktop.pyautogui_loader import load_pyautogui
 
     x, y = load_pyautogui().position()
-    s = scale_override() or 1.0
+    s = desktop_scale() or 1.0
     return x / s, y / s

@@ -3,6 +3,10 @@
 observe() captures the chosen monitor; execute() runs one action on the monitor of the
 last observation (the one the model looked at) and then waits for the screen to settle
 so the next screenshot shows the action's effect, not a half-drawn frame.
+
+The monitor is chosen once, at the first observe(), and kept for the whole run (one
+DesktopEnv is made per run): with `auto` following the pointer, choosing per step would
+make the agent jump screens whenever its own click or drag ends on another monitor.
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ class DesktopEnv:
         # force lives in the Agent, which checks it before every action anyway.
         self.executor.cancel.clear()
         now = time.time()
-        image, monitor = self.capturer.capture()
-        self._monitor = monitor
+        if self._monitor is None:
+            self._monitor = self.capturer.choose()
+        monitor = self._monitor
+        image = self.capturer.grab(monitor)
         return Observation(image=image, frame=Frame(monitor.rect, image.size), captured_at=now)
 
     def execute(self, action: A.Action) -> ExecutionResult:

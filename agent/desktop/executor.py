@@ -16,7 +16,7 @@ import time
 from agent import actions as A
 from agent.desktop.clipboard import Clipboard, ClipboardError
 from agent.desktop.keys import map_key, map_keys
-from agent.desktop.monitors import scale_override
+from agent.desktop.monitors import desktop_scale
 from agent.desktop.pyautogui_loader import load_pyautogui
 from agent.frames import Rect
 from agent.protocols import ExecutionResult
@@ -82,7 +82,7 @@ class Executor:
         if point is None:
             raise ValueError(f"no screen coordinates for the {what} (frames.to_screen not run)")
         x, y = clamp(monitor, point.x, point.y)
-        s = scale_override() or 1.0
+        s = desktop_scale() or 1.0
         return round(x * s), round(y * s)
 
     # --- dispatch ------------------------------------------------------------------------

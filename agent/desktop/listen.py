@@ -21,7 +21,7 @@ from agent import demo as D
 from agent.desktop.capture import Capturer, MonitorChoice
 from agent.desktop.errors import DisplayError
 from agent.desktop.killswitch import DEFAULT_HOTKEY, KillSwitch
-from agent.desktop.monitors import Monitor, require_display, scale_override
+from agent.desktop.monitors import Monitor, desktop_scale, require_display
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -175,7 +175,7 @@ class DemoListener:
     # --- pynput callbacks (their own threads) --------------------------------------------
 
     def _logical(self, x: float, y: float) -> tuple[float, float] | None:
-        s = scale_override() or 1.0
+        s = desktop_scale() or 1.0
         x, y = x / s, y / s
         return (x, y) if self.recording.monitor.rect.contains(x, y) else None
 

@@ -5,11 +5,11 @@ physical pixels on X11 and on Windows (mss makes the process per-monitor DPI awa
 pyautogui in the same process then takes physical pixels too), logical points on macOS
 (where a grab returns physical pixels, so the scale shows up in the image size).
 
-On X11 capture and input share the root window's pixel grid, so logical == physical.
-GDK_SCALE, QT_SCALE_FACTOR and Xft.dpi only make applications *draw* larger; they do
-not change the coordinates XTEST takes, so they are deliberately not read here.
+On X11 capture and input share the root window's physical pixel grid; the desktop's
+HiDPI scale is what it announces to toolkits (Xft.dpi, GDK_SCALE, QT_SCALE_FACTOR: see
+agent/desktop/hidpi.py), and `desktop_scale()` reports it instead of assuming 1.
 
-`DESKPILOT_SCALE` (environment variable, a number > 0) declares that every monitor has
+`DESKPILOT_SCALE` (environment variable, a number > 0) overrides that: every monitor has
 that many physical pixels per logical pixel. The capture stays physical and the
 executor multiplies logical coordinates back by the scale before moving the pointer,
 which reproduces the Retina/HiDPI code path on an X server (used by the tests, and a
@@ -67,6 +67,19 @@ def scale_override() -> float | None:
     if not 0.25 <= value <= 8:
         raise ValueError(f"{SCALE_ENV} must be between 0.25 and 8, got {value}")
     return value
+
+
+def desktop_scale() -> float | None:
+    """Physical pixels per logical pixel for every monitor, None for "as mss reports".
+
+    DESKPILOT_SCALE when set; on X11 the scale the desktop announces; None on macOS
+    (measured per monitor instead) and Windows (mss makes the process DPI aware)."""
+    override = scale_override()
+    if override is not None or sys.platform in ("darwin", "win32"):
+        return override
+    from agent.desktop.hidpi import x11_scale
+
+    return x11_scale()
 
 
 def require_display() -> None:
@@ -131,7 +144,7 @@ def open_mss():
 def list_monitors() -> list[Monitor]:
     """Every monitor on the virtual desktop, mss order (index 1 first)."""
     with open_mss() as sct:
-        monitors = monitors_from_mss(list(sct.monitors), scale=scale_override())
+        monitors = monitors_from_mss(list(sct.monitors), scale=desktop_scale())
         if sys.platform == "darwin" and scale_override() is None:
             monitors = [_with_measured_scale(sct, m) for m in monitors]
         return monitors
