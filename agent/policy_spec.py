@@ -85,3 +85,22 @@ def make_policy(spec: str, settings: Any = None) -> Any:
         device=None if device in (None, "", "auto") else device,
         dtype=None if dtype in (None, "", "auto") else dtype,
     )
+
+
+class DialectUnknownError(ValueError):
+    """The dialect cannot be told from the policy: the person must name it."""
+
+
+def remote_dialect(policy: Any) -> str:
+    """The dialect of a remote policy's model, from its id (GET /v1/models when the
+    settings name no model). Never a guess: an id that does not say raises."""
+    from agent.dialects import DIALECT_NAMES, dialect_for_model_id
+
+    model_id = policy.served_model_id()
+    name = dialect_for_model_id(model_id)
+    if name is None:
+        raise DialectUnknownError(
+            f"cannot tell which dialect the served model {model_id!r} speaks; "
+            f"give it with --dialect ({', '.join(DIALECT_NAMES)})"
+        )
+    return name

@@ -304,6 +304,11 @@ class RemotePolicy:
                 delay = min(delay * 2, _MAX_BACKOFF_S)
         raise AssertionError("unreachable")
 
+    def served_model_id(self) -> str:
+        """The id of the model the requests go to: the one named, else the server's own
+        (GET /v1/models, once). Raises RemoteError when the server cannot say."""
+        return self.model or self._served_model()
+
     def _served_model(self) -> str:
         """The model id from GET /v1/models, when the caller did not name one."""
 

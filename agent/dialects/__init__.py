@@ -2,6 +2,7 @@
 
     get_dialect("uitars-1.5", history_n=5, max_pixels=None, language="English")
     dialect_for_checkpoint(config_json_dict) -> "uitars-1.5" | "uitars-1.0" | "qwen3-vl"
+    dialect_for_model_id("ByteDance-Seed/UI-TARS-1.5-7B") -> "uitars-1.5" (or None)
 
 uitars-1.5  UI-TARS-1.5 (Qwen2.5-VL): "Thought/Action" calls, absolute pixels of the
             resized image, factor 28, 100..16384 x 28x28 pixels.
@@ -13,6 +14,7 @@ Importing this package is cheap and side-effect free (no torch, no PIL at import
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from agent.dialects.qwen3vl import Qwen3VLDialect
@@ -70,10 +72,33 @@ def dialect_for_checkpoint(config: dict) -> str:
     )
 
 
+# Served model ids (vLLM's --served-model-name, a hub id, a checkpoint path) -> dialect,
+# first match wins. Only names that say which family the model was trained as: a plain
+# Qwen2.5-VL does not speak UI-TARS, so it matches nothing and the person is asked.
+_MODEL_ID_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"ui[-_ ]?tars[-_ ]?1[._]5"), "uitars-1.5"),
+    (re.compile(r"ui[-_ ]?tars[-_ ]?(1[._]0|(2|7|72)b)"), "uitars-1.0"),
+    (re.compile(r"qwen[-_ ]?3[-_ ]?vl|holo[-_ ]?2"), "qwen3-vl"),
+)
+
+
+def dialect_for_model_id(model_id: str) -> str | None:
+    """The dialect a served model speaks, judged from its id; None when the id does not say.
+
+    Only the last path component counts, so a checkpoint served from
+    /srv/models/UI-TARS-1.5-7B reads as UI-TARS-1.5 whatever folder holds it."""
+    name = str(model_id or "").strip().rstrip("/").rsplit("/", 1)[-1].lower()
+    for pattern, dialect in _MODEL_ID_PATTERNS:
+        if pattern.search(name):
+            return dialect
+    return None
+
+
 __all__ = [
     "DIALECT_NAMES",
     "Qwen3VLDialect",
     "UITarsDialect",
     "dialect_for_checkpoint",
+    "dialect_for_model_id",
     "get_dialect",
 ]

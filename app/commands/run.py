@@ -85,6 +85,10 @@ def resolve_dialect(name: str, scheme: str, target: str, policy: Any) -> str:
         recorded = getattr(getattr(policy, "run", None), "meta", {}).get("dialect")
         if recorded:
             return recorded
+    if scheme == "remote":
+        from agent.policy_spec import remote_dialect
+
+        return remote_dialect(policy)  # from the served model's id, or an error
     return DEFAULT_SCRIPT_DIALECT
 
 
@@ -209,6 +213,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     except (KeyError, ValueError) as exc:
         raise UsageError(f"dialect: {exc}") from exc
+    except RuntimeError as exc:  # RemoteError: the server could not say which model it runs
+        if type(exc).__name__ != "RemoteError":
+            raise
+        raise UsageError(f"dialect: {exc}; or give --dialect") from exc
 
     try:
         env = build_env(args, settings)
