@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import tempfile
@@ -19,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "DESKPILOT_CONFIG_DIR"
+STATE_DIR_ENV = "DESKPILOT_STATE_DIR"
+LAST_RUN_FILE = "last_run"
 APP_NAME = "deskpilot"
 MAX_RECENT_TASKS = 20
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -46,6 +50,43 @@ def default_runs_dir() -> str:
 
 def settings_path() -> Path:
     return config_dir() / "settings.json"
+
+
+def state_dir() -> Path:
+    """Where deskpilot remembers things between runs that are not settings (the last run).
+
+    DESKPILOT_STATE_DIR, else the DESKPILOT_CONFIG_DIR override (so a test or a portable
+    install keeps everything in one place), else platformdirs' user state folder."""
+    override = os.environ.get(STATE_DIR_ENV) or os.environ.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def remember_last_run(run_dir: str | os.PathLike) -> None:
+    """Note `run_dir` as the newest run, wherever it was recorded (`--record DIR`), so
+    "last" finds it. Best effort: failing to note it must never fail the run."""
+    path = state_dir() / LAST_RUN_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".last-run-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(Path(run_dir).resolve()) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not remember the last run in %s: %s", path, exc)
+
+
+def remembered_last_run() -> Path | None:
+    """The run folder remember_last_run noted, if it still exists."""
+    try:
+        text = (state_dir() / LAST_RUN_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    path = Path(text) if text else None
+    return path if path is not None and path.is_dir() else None
 
 
 @dataclass

@@ -26,16 +26,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    lines = ["usage: deskpilot [COMMAND] [ARGS...]", "", "commands:"]
+    lines = ["usage: deskpilot [--version] [COMMAND] [ARGS...]", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `deskpilot COMMAND --help` for a command's options."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed deskpilot's version (as recorded in every run's meta.json)."""
+    from agent.trajectory.recorder import app_version
+
+    return app_version()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(usage())  # noqa: T201 - the CLI's own output
+        return 0
+    if argv and argv[0] in ("--version", "-V"):
+        print(f"deskpilot {version()}")  # noqa: T201
         return 0
     name = argv.pop(0) if argv else "app"
     if name not in COMMANDS:

@@ -216,18 +216,30 @@ def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
     return sorted(summaries, key=lambda s: (s.started_at or 0.0, s.path.name), reverse=True)
 
 
+def last_run(runs_dir: str | os.PathLike | None) -> Path:
+    """The newest run: in `runs_dir`, or the last one recorded anywhere else (`deskpilot
+    run --record DIR` remembers its folder), whichever started later."""
+    from agent.settings import remembered_last_run
+
+    candidates = list_runs(runs_dir)[:1] if runs_dir is not None else []
+    remembered = remembered_last_run()
+    if remembered is not None and is_run_dir(remembered):
+        candidates.append(summarize(remembered))
+    if not candidates:
+        where = f"in {runs_dir}" if runs_dir is not None else "yet"
+        raise FileNotFoundError(f"no recorded runs {where}")
+    return max(candidates, key=lambda s: (s.started_at or 0.0, s.path.name)).path
+
+
 def resolve_run_path(arg: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """A run given on the command line: a path, a folder name inside `runs_dir`, or
-    "last" for the newest run there."""
+    "last" for the newest run (see last_run)."""
     path = Path(arg).expanduser()
+    if arg == "last" and not path.exists():
+        return last_run(runs_dir)
     if path.exists() or runs_dir is None:
         return path
     runs_dir = Path(runs_dir)
-    if arg == "last":
-        runs = list_runs(runs_dir)
-        if not runs:
-            raise FileNotFoundError(f"no recorded runs in {runs_dir}")
-        return runs[0].path
     candidate = runs_dir / arg
     if candidate.exists():
         return candidate

@@ -14,7 +14,9 @@ uitars-1.5 and X = x*W/1000 for uitars-1.0 and qwen3-vl, rounded and kept on the
 --jsonl reads one JSON object per line, {"response", "dialect", "image_size",
 "screen_size"} (missing fields fall back to the flags), and prints one line per input:
 the result, or {"error": ...} and goes on with the next line. A malformed reply in single
-mode prints {"error": ...} and exits with status 1.
+mode prints {"error": ...} and exits with status 1. An --image-size that is not a multiple
+of the dialect's factor (28 or 32) gets a warning on stderr: the model never sees such an
+image, so it is most likely the screen size given by mistake.
 """
 
 from __future__ import annotations
@@ -126,7 +128,43 @@ def parse_one(
     }
 
 
+def image_size_warning(dialect_name: str, image_size: tuple[int, int] | None) -> str | None:
+    """Why `image_size` cannot be what a model saw: every image the dialect shows the
+    model has both sides a multiple of its factor. None when the size is possible."""
+    if image_size is None or dialect_name not in DIALECT_NAMES:
+        return None
+    dialect = get_dialect(dialect_name)
+    factor = dialect.image_factor
+    width, height = image_size
+    if width % factor == 0 and height % factor == 0:
+        return None
+    hint = ""
+    try:
+        resized = dialect.model_size(width, height)
+        hint = (
+            f"; a {width}x{height} screenshot is shown to the model as "
+            f"{resized[0]}x{resized[1]} (pass that, and --screen-size {width}x{height})"
+        )
+    except ValueError:
+        pass
+    return (
+        f"--image-size {width}x{height} is not a multiple of {factor} on both sides, so "
+        f"{dialect_name} never shows the model such an image{hint}"
+    )
+
+
+def _warn_image_size(dialect_name: str, image_size: tuple[int, int] | None, seen: set) -> None:
+    key = (dialect_name, image_size)
+    if key in seen:
+        return
+    seen.add(key)
+    warning = image_size_warning(dialect_name, image_size)
+    if warning:
+        print(f"deskpilot parse: warning: {warning}", file=sys.stderr, flush=True)  # noqa: T201
+
+
 def _jsonl(stream, args: argparse.Namespace) -> int:
+    warned: set = set()
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
@@ -137,10 +175,14 @@ def _jsonl(stream, args: argparse.Namespace) -> int:
                 raise InputError(f"line {number} is not JSON: {err}") from None
             if not isinstance(item, dict) or "response" not in item:
                 raise InputError(f"line {number} must be an object with a 'response'")
+            dialect_name = item.get("dialect", args.dialect)
+            image_size = _size_field(item.get("image_size"), "image_size") or args.image_size
+            if isinstance(dialect_name, str):
+                _warn_image_size(dialect_name, image_size, warned)
             result = parse_one(
                 item["response"],
-                item.get("dialect", args.dialect),
-                _size_field(item.get("image_size"), "image_size") or args.image_size,
+                dialect_name,
+                image_size,
                 _size_field(item.get("screen_size"), "screen_size") or args.screen_size,
             )
         except ValueError as err:  # ParseError and InputError
@@ -183,6 +225,7 @@ def main(argv: list[str]) -> int:
         sys.stdin.reconfigure(errors="replace")
     if args.jsonl:
         return _jsonl(sys.stdin, args)
+    _warn_image_size(args.dialect, args.image_size, set())
     try:
         result = parse_one(sys.stdin.read(), args.dialect, args.image_size, args.screen_size)
     except A.ParseError as err:

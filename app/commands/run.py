@@ -268,6 +268,9 @@ def _run(args: argparse.Namespace) -> int:
                 "env": args.env,
             },
         )
+        from agent.settings import remember_last_run
+
+        remember_last_run(recorder.run_dir)  # `export last` finds it even under --record DIR
 
     with _stop_controls(agent, env, settings, args):
         try:
