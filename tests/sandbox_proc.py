@@ -25,8 +25,11 @@ def read_state(path: Path) -> dict | None:
         return None
 
 
-def wait_state(path: Path, predicate: Callable[[dict], bool], timeout: float = 8.0) -> dict:
-    """Poll the state file until `predicate(state)`; the last state is in the error."""
+def wait_state(path: Path, predicate: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+    """Poll the state file until `predicate(state)`; the last state is in the error.
+
+    The deadline is generous on purpose: it only matters when something is wrong, and a
+    loaded 2-core CI machine can take seconds to deliver an event to the sandbox."""
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
@@ -47,7 +50,7 @@ def sandbox(state_file: Path, *, env: dict | None = None) -> Iterator[dict]:
     )
     try:
         try:
-            state = wait_state(state_file, lambda s: s["visible"], timeout=15)
+            state = wait_state(state_file, lambda s: s["visible"], timeout=90)
         except AssertionError:
             proc.kill()
             raise AssertionError(

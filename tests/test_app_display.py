@@ -67,7 +67,7 @@ def test_app_drives_the_sandbox_and_screenshots_itself(tmp_path):
             done = subprocess.run(
                 [sys.executable, "-m", "tests.app_display_driver", str(path),
                  "Tidy up the practice sandbox", str(tmp_path / "runs"), str(tmp_path)],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
             )
             assert done.returncode == 0, done.stdout + done.stderr
             final = wait_state(state_file, lambda s: s["checked"] is True)

@@ -238,7 +238,10 @@ def test_the_apps_own_windows_are_hidden_during_capture(paint_root):
         background_pixel=0xFF0000, override_redirect=True)
     window.map()
     dpy.sync()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30  # wait for the window on screen, however busy the box
+    while DesktopEnv().observe().image.getpixel((200, 200)) != (255, 0, 0):
+        assert time.monotonic() < deadline, "the stand-in window never appeared"
+        time.sleep(0.05)
     calls = []
 
     @contextlib.contextmanager

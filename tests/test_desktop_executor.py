@@ -221,13 +221,15 @@ def test_desktop_env_observes_acts_and_waits_for_the_screen_to_settle(sbx):
         yield
 
     before = []
-    env = DesktopEnv(settle_timeout=2.0, hide_windows=hide, before_action=before.append)
+    # A generous cap: settling returns as soon as the screen is still, and a loaded
+    # machine can take seconds to repaint the sandbox.
+    env = DesktopEnv(settle_timeout=30.0, hide_windows=hide, before_action=before.append)
     obs = env.observe()
     frame = obs.frame.with_model(obs.image.size, "absolute")  # model space == image pixels
     action = to_screen(frame, A.Click(A.Point(*centre(state, "checkbox"))))
     result = env.execute(action)
     assert result.ok and result.details["settled"] is True
-    assert 0 < result.details["settle_s"] < 2.0
+    assert 0 < result.details["settle_s"] < 30.0
     assert len(hides) == 2  # once for the observation, once around the whole settle wait
     assert before == [action]  # the app's chance to move its windows out of the way
     assert wait_state(state_file, lambda s: s["checked"])

@@ -87,9 +87,13 @@ def test_the_stop_chord_is_not_recorded():
 # --- under Xvfb -----------------------------------------------------------------------
 
 
-def xdo(*args, pause=0.3):
-    subprocess.run(["xdotool", *map(str, args)], check=True, timeout=10)
-    time.sleep(pause)  # a person's pace: each action gets its own "before" screenshot
+def xdo(*args, pause=0.3, until=None):
+    """One xdotool command at a person's pace; `until(state)` waits for the sandbox to show
+    its effect first, so a loaded machine cannot run actions together."""
+    subprocess.run(["xdotool", *map(str, args)], check=True, timeout=30)
+    if until is not None:
+        until()
+    time.sleep(pause)  # pacing, not syncing: each action gets its own "before" screenshot
 
 
 @pytest.mark.display
@@ -112,22 +116,30 @@ def test_record_demo_of_the_sandbox(xvfb_display, tmp_path):
             def at(widget):
                 return [round(v) for v in centre(state, widget)]
 
-            xdo("mousemove", *at("click_button"), "click", 1)
-            xdo("mousemove", *at("double_button"), "click", "--repeat", 2, "--delay", 60, 1)
-            xdo("mousemove", *at("right_button"), "click", 3)
+            def shows(predicate):
+                return lambda: wait_state(tmp_path / "state.json", predicate)
+
+            xdo("mousemove", *at("click_button"), "click", 1,
+                until=shows(lambda st: st["clicks"] == 1))
+            xdo("mousemove", *at("double_button"), "click", "--repeat", 2, "--delay", 60, 1,
+                until=shows(lambda st: st["double_clicks"] == 1))
+            xdo("mousemove", *at("right_button"), "click", 3,
+                until=shows(lambda st: st["right_clicks"] == 1))
             xdo("mousemove", *at("line_edit"), "click", 1)
-            xdo("type", "--delay", 20, "hi there")
+            xdo("type", "--delay", 20, "hi there",
+                until=shows(lambda st: st["line_edit"] == "hi there"))
             xdo("key", "Return")
-            xdo("mousemove", *at("list"), "click", "--repeat", 3, "--delay", 30, 5)
-            xdo("mousemove", *at("hscroll"), "click", "--repeat", 2, "--delay", 30, 7)
+            xdo("mousemove", *at("list"), "click", "--repeat", 3, "--delay", 30, 5,
+                until=shows(lambda st: st["list_scroll"] > 0))
+            xdo("mousemove", *at("hscroll"), "click", "--repeat", 2, "--delay", 30, 7,
+                until=shows(lambda st: st["hscroll"] > 0))
             h, s = state["widgets"]["slider_handle"], state["widgets"]["slider"]
             y = h["y"] + h["height"] // 2
             xdo("mousemove", h["x"] + h["width"] // 2, y, "mousedown", 1)
             for x in range(h["x"] + 20, s["x"] + s["width"] * 3 // 4, 60):
                 xdo("mousemove", x, y, pause=0.02)
-            xdo("mouseup", 1)
-            xdo("key", "ctrl+shift+h")
-            wait_state(tmp_path / "state.json", lambda st: st["menu_action_count"] == 1)
+            xdo("mouseup", 1, until=shows(lambda st: st["slider"] > 0))
+            xdo("key", "ctrl+shift+h", until=shows(lambda st: st["menu_action_count"] == 1))
             xdo("key", "ctrl+alt+shift+s")
             out, _ = proc.communicate(timeout=120)
         finally:

@@ -33,7 +33,7 @@ def xvfb(width: int = 1280, height: int = 800, depth: int = 24, dpi: int = 96) -
     os.close(write_fd)
     try:
         number = b""
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: a loaded machine
         while not number.endswith(b"\n") and time.monotonic() < deadline:
             ready, _, _ = select.select([read_fd], [], [], 0.2)
             if ready:

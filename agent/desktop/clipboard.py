@@ -106,15 +106,22 @@ class PasteWatch:
     def served(self) -> int:
         return max(self._served, 0)
 
-    def wait_served(self, more_than: int, timeout: float, quiet: float = 0.15) -> bool:
-        """Wait for a request beyond `more_than`, then until none follows for `quiet` s."""
+    def wait_served(self, more_than: int, timeout: float, quiet: float = 0.15,
+                    first_quiet: float = 1.0) -> bool:
+        """Wait for a request beyond `more_than`, then until none follows for `quiet` s.
+
+        Most apps ask for TARGETS first and the text second, and on a loaded machine the
+        second request can come well after the first: after a single request the wait
+        for the next is `first_quiet`, so the clipboard is not handed back in between
+        (the app would then paste the person's own clipboard)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             if not self._changed.wait_for(lambda: self._served > more_than, timeout=timeout):
                 return False
             while True:  # e.g. TARGETS first, then the data: let the app finish asking
                 count = self._served
-                left = min(quiet, deadline - time.monotonic())
+                pause = first_quiet if count == more_than + 1 else quiet
+                left = min(pause, deadline - time.monotonic())
                 if left <= 0 or not self._changed.wait_for(
                         lambda count=count: self._served > count, timeout=left):
                     return True

@@ -46,12 +46,14 @@ class Executor:
     """Turns actions into pointer and keyboard events."""
 
     def __init__(self, *, clipboard: Clipboard | None = None, drag_duration: float = 0.4,
-                 paste_delay: float = 0.3, paste_timeout: float = 2.0,
+                 paste_delay: float = 0.3, paste_timeout: float = 6.0,
                  type_interval: float = 0.005):
         self._clipboard = clipboard
         self.drag_duration = drag_duration
         self.paste_delay = paste_delay  # where requests can't be seen: time to fetch the text
-        self.paste_timeout = paste_timeout  # xclip: longest wait for the app to fetch it
+        # xclip: longest wait for the app to fetch the text. Generous, since a busy machine
+        # can take seconds; the wait ends as soon as the app asks, so it costs nothing then.
+        self.paste_timeout = paste_timeout
         self.type_interval = type_interval
         self.cancel = threading.Event()  # set to cut a `wait` short (kill switch)
 
