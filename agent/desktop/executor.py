@@ -46,13 +46,14 @@ class Executor:
     """Turns actions into pointer and keyboard events."""
 
     def __init__(self, *, clipboard: Clipboard | None = None, drag_duration: float = 0.4,
-                 paste_delay: float = 0.3, paste_timeout: float = 6.0,
+                 paste_delay: float = 0.3, paste_timeout: float = 10.0,
                  type_interval: float = 0.005):
         self._clipboard = clipboard
         self.drag_duration = drag_duration
         self.paste_delay = paste_delay  # where requests can't be seen: time to fetch the text
-        # xclip: longest wait for the app to fetch the text. Generous, since a busy machine
-        # can take seconds; the wait ends as soon as the app asks, so it costs nothing then.
+        # xclip: longest wait for the app to fetch the text. Generous: a busy machine takes
+        # seconds, and an app still waiting on an earlier clipboard owner answers only after
+        # its own timeout (Qt's is 5 s). The wait ends as soon as the app asks.
         self.paste_timeout = paste_timeout
         self.type_interval = type_interval
         self.cancel = threading.Event()  # set to cut a `wait` short (kill switch)
@@ -202,7 +203,12 @@ class Executor:
                 time.sleep(self.paste_delay)
         finally:
             try:
-                clipboard.restore(saved)
+                if watch is None or saved.data is not None:
+                    clipboard.restore(saved)
+                # else nobody owned the clipboard before: closing the watch leaves it
+                # unowned again. Restoring "empty" would start a new owner that apps query
+                # at once; if the next paste replaced it mid-answer, a Qt app would stall
+                # for its 5 s clipboard timeout and miss that paste.
             except ClipboardError as exc:
                 log.warning("could not restore the clipboard: %s", exc)
             if watch is not None:
