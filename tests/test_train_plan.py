@@ -87,7 +87,8 @@ def test_inference_memory_per_storage_format():
         plan_memory(count, config, mode="full", dtype="fp8")
 
 
-@pytest.mark.parametrize("name, billions", [("qwen3-vl-30b-a3b", 31.07),
+@pytest.mark.parametrize("name, billions", [("qwen3-vl-30b-a3b", 31.07), ("qwen3-vl-2b", 2.13),
+                                            ("qwen3-vl-4b", 4.44), ("qwen3-vl-8b", 8.77),
                                             ("uitars-1.5-7b", 8.29)])
 def test_published_model_sizes_from_their_configs(name, billions):
     count, _ = count_parameters(name)
