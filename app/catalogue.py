@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,14 +125,22 @@ class Machine:
 
 
 def detect_machine() -> Machine:
+    """GPU 0 through torch when it is already imported, else through nvidia-smi — the
+    catalogue must not pay torch's import (seconds) in a remote-only app."""
     gpu_name = gpu_bytes = None
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu_name, gpu_bytes = props.name, int(props.total_memory * USABLE_FRACTION)
+    elif shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=5, check=True).stdout
+            name, mib = out.splitlines()[0].rsplit(",", 1)
+            gpu_name, gpu_bytes = name.strip(), int(int(mib) * 2**20 * USABLE_FRACTION)
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+            log.info("nvidia-smi did not report a GPU: %s", e)
     return Machine(gpu_name, gpu_bytes, system_memory_bytes())
 
 
