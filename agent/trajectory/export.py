@@ -82,6 +82,8 @@ from agent.trajectory.export_layouts import (
     LAYOUTS,
     UITARS_IMAGE,
     llamafactory_dataset_info,
+    record_images,
+    record_placeholders,
 )
 from agent.trajectory.loader import Run, load_run
 from agent.trajectory.turns import reply_steps, step_messages
@@ -100,7 +102,7 @@ PLACEHOLDER_TEXTS = (
 
 __all__ = [
     "COORDS", "FORMATS", "IMAGE_PLACEHOLDER", "UITARS_IMAGE", "ExportResult", "Sample",
-    "convert_action", "convert_reply", "export_runs",
+    "convert_action", "convert_reply", "export_runs", "record_images", "record_placeholders",
 ]
 
 
@@ -416,6 +418,8 @@ def export_runs(
             try:
                 sample = builder.sample(position, targets, per_run)
                 record = to_record(sample)
+                if record_placeholders(record, fmt) != len(record_images(record)):
+                    raise ValueError("its image placeholders and images differ in number")
                 factor = builder.dialect.image_factor
             except (ValueError, FileNotFoundError, A.ParseError) as exc:
                 result.skipped_samples += 1

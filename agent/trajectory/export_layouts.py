@@ -142,3 +142,16 @@ def llamafactory_dataset_info(dataset_name: str, file_name: str) -> dict:
             },
         }
     }
+
+
+def record_images(record: dict) -> list[str]:
+    """The image paths of a record of any format."""
+    images = record.get("images", record.get("image", []))
+    return [images] if isinstance(images, str) else list(images)
+
+
+def record_placeholders(record: dict, fmt: str) -> int:
+    """How many image placeholders a record of `fmt` holds (a trainer wants one per image)."""
+    token = UITARS_IMAGE if fmt == "uitars" else IMAGE_PLACEHOLDER
+    turns = record.get("messages") or record.get("conversations") or []
+    return sum(str(t.get("content", t.get("value", ""))).count(token) for t in turns)
