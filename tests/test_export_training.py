@@ -11,6 +11,7 @@ chat template's rendering of the messages the model really saw (turns.step_messa
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -252,9 +253,15 @@ def test_trainer_configs_carry_values_computed_from_the_data(
     assert config["dataset"] in info
     for record in records:
         assert all((Path(config["media_dir"]) / n).is_file() for n in record["images"])
-    # Without a tokenizer the count is an upper bound, never short of the real one.
+    # Without a tokenizer the count is an upper bound, never short of the real one...
     bound = export_runs([long_run], "llamafactory", tmp_path / "bound")
     assert bound.longest_tokens >= longest
+    # ... unless the runs were recorded with a local checkpoint: its tokenizer counts.
+    own = tmp_path / "own" / long_run.name
+    shutil.copytree(long_run, own)
+    meta = json.loads((own / "meta.json").read_text())
+    (own / "meta.json").write_text(json.dumps({**meta, "model": str(folder)}))
+    assert export_runs([own], "llamafactory", tmp_path / "own-out").longest_tokens == longest
 
     out = tmp_path / "swift"
     export_runs([long_run], "swift", out, tokenizer=folder)

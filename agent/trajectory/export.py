@@ -372,6 +372,23 @@ def _write_configs(result: ExportResult, fmt: str, data_file: Path, dataset_name
     result.configs[str(path)] = values
 
 
+def _local_tokenizer(runs: list[Run]) -> Path | None:
+    """The runs' checkpoint folder when it holds a tokenizer (exact token counts)."""
+    for run in runs:
+        model = Path(str(run.meta.get("model", "")))
+        if model.is_dir() and (model / "tokenizer_config.json").is_file():
+            return model
+    return None
+
+
+def _measure(measured: list[tuple[Sample, int]], tokenizer) -> T.DataStats:
+    count = T.tokenizer_counter(tokenizer) if tokenizer else T.byte_count
+    stats = T.DataStats(count_text=count, exact=bool(tokenizer))
+    for sample, factor in measured:
+        stats.add(sample.name, sample.messages, sample.sizes, factor)
+    return stats
+
+
 def _warn(result: ExportResult, message: str) -> None:
     log.warning("%s", message)
     result.warnings.append(message)
@@ -391,7 +408,8 @@ def export_runs(
     """Write the runs as `fmt` training data into `out_dir` (see the module docstring).
 
     `tokenizer`: a checkpoint folder whose tokenizer counts the text tokens exactly for
-    the trainer configs (otherwise an upper bound is used)."""
+    the trainer configs; by default the runs' own checkpoint when it is a local folder
+    with a tokenizer, else an upper bound is used."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if coords not in COORDS:
@@ -399,11 +417,10 @@ def export_runs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out_dir=out)
-    count = T.tokenizer_counter(tokenizer) if tokenizer else T.byte_count
-    stats = T.DataStats(count_text=count, exact=bool(tokenizer))
     images = _Images(out)
     to_record, suffix = LAYOUTS[fmt]
     records: list[dict] = []
+    measured: list[tuple[Sample, int]] = []  # with its image factor, for the configs
     exported: list[Run] = []
     for path in run_paths:
         run = load_run(path)
@@ -412,8 +429,8 @@ def export_runs(
             continue
         builder = _RunSamples(run, images, coords)
         result.skipped_steps += sum(1 for s in run.steps if failed(s))
-        before = len(records)
-        for position, targets in builder.plan(per_run):
+        before, plan = len(records), builder.plan(per_run)
+        for position, targets in plan:
             step = run.steps[position]
             try:
                 sample = builder.sample(position, targets, per_run)
@@ -425,10 +442,11 @@ def export_runs(
                 result.skipped_samples += 1
                 _warn(result, f"skipped {run.path} step {step.get('index')}: {exc}")
                 continue
-            stats.add(sample.name, sample.messages, sample.sizes, factor)
+            measured.append((sample, factor))
             records.append(record)
         if len(records) == before:
-            result.skipped_runs.append(f"{run.path}: no step with a usable reply")
+            why = "every sample skipped (see warnings)" if plan else "no step with a usable reply"
+            result.skipped_runs.append(f"{run.path}: {why}")
             continue
         result.runs += 1
         exported.append(run)
@@ -444,8 +462,9 @@ def export_runs(
         result.files.append(info)
     result.samples = len(records)
     result.images = len(images.copied)
-    result.longest_tokens, result.max_pixels = stats.longest_tokens, stats.max_pixels
     if records:
+        stats = _measure(measured, tokenizer or _local_tokenizer(exported))
+        result.longest_tokens, result.max_pixels = stats.longest_tokens, stats.max_pixels
         _write_configs(result, fmt, data_file, dataset_name, stats, exported, per_run)
     log.info("exported %d samples from %d runs to %s", result.samples, result.runs, out)
     return result

@@ -29,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders, run names, 'last', or folders of runs")
     p.add_argument("--format", required=True, choices=FORMATS, dest="fmt",
-                   help="llamafactory (ShareGPT + dataset_info.json), swift (ms-swift JSONL), "
-                   "qwenvl (Qwen-VL finetune JSON) or uitars (messages with loss_mask)")
+                   help="llamafactory (ShareGPT + dataset_info.json + llamafactory_sft.yaml), "
+                   "swift (ms-swift JSONL + swift_sft.yaml), qwenvl (Qwen-VL finetune JSON) "
+                   "or uitars (messages with loss_mask); the .yaml configs carry the data "
+                   "settings computed from the export and are printed")
     p.add_argument("--out", required=True, help="output folder (images go to OUT/images/)")
     p.add_argument("--only-success", action="store_true",
                    help="only runs whose outcome is 'finished'")
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "dataset_info.json key); default deskpilot")
     p.add_argument("--tokenizer", metavar="CKPT", default=None,
                    help="checkpoint folder whose tokenizer counts the tokens for the trainer "
-                   "config's cutoff_len / max_length exactly (default: an upper bound)")
+                   "config's cutoff_len / max_length exactly (default: the runs' own checkpoint "
+                   "when it is a local folder, else an upper bound)")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     return p
 
