@@ -13,6 +13,7 @@ from agent.trajectory.turns import (
     join_turns,
     merge_same_role_turns,
     reply_steps,
+    shown_reply,
     step_messages,
     template_boundary,
 )
@@ -124,3 +125,16 @@ def test_merging_turns_that_disagree_on_loss_is_refused():
     same = [dict(m, loss=True) for m in messages]
     (merged,) = merge_same_role_turns(same, "|")
     assert merged["loss"] is True and _text(merged) == "a|b"
+
+
+def test_shown_reply_is_what_the_dialect_puts_in_later_prompts(long_run):
+    from tests.trajectory_runs import dialect
+
+    run = load_run(long_run)
+    last = run.steps[-1]
+    recorded = [m for m in last["messages"] if m["role"] == "assistant"]
+    for source, message in zip(reply_steps(run, last), recorded):
+        assert shown_reply(dialect(), source["reply"]) == message["content"][0]["text"]
+    assert "<|box_start|>(100,200)<|box_end|>" in shown_reply(dialect(), REPLIES[0])
+    plain = "Thought: ok\nAction: click(point='<point>1 2</point>')"
+    assert shown_reply(dialect(name="qwen3-vl"), plain) == plain

@@ -86,7 +86,7 @@ from agent.trajectory.export_layouts import (
     record_placeholders,
 )
 from agent.trajectory.loader import Run, load_run
-from agent.trajectory.turns import reply_steps, step_messages
+from agent.trajectory.turns import reply_steps, shown_reply, step_messages
 
 log = logging.getLogger(__name__)
 
@@ -231,18 +231,8 @@ class _RunSamples:
         return self._dialect
 
     def _as_shown(self, text: str) -> str:
-        """`text` the way the dialect shows a reply back to the model in later prompts,
-        taken from the dialect's own prompt builder so the two can never disagree."""
         if text not in self._shown:
-            from PIL import Image
-
-            from agent.protocols import HistoryTurn
-
-            factor = self.dialect.image_factor
-            image = Image.new("RGB", (factor, factor))
-            built = self.dialect.build_messages("t", [HistoryTurn(image, text)], image)
-            (reply,) = [m for m in built if m["role"] == "assistant"]
-            self._shown[text] = "".join(p["text"] for p in reply["content"])
+            self._shown[text] = shown_reply(self.dialect, text)
         return self._shown[text]
 
     def _reply_text(self, text: str, source: dict) -> str:

@@ -2,7 +2,8 @@
 
 This is the one place that turns a steps.jsonl record back into chat messages; the
 exports (agent/trajectory/export.py) and the trainer's sample builder both use it, so a
-model trained either way sees what the agent saw. Pure Python: no torch, no PIL.
+model trained either way sees what the agent saw. Pure Python: no torch (PIL only inside
+`shown_reply`).
 
 Contracts
 ---------
@@ -24,6 +25,13 @@ Contracts
     loop keeps every earlier reply, one per step, even when history_n drops its
     screenshot, so they are matched by position, not by text (the dialect may have
     normalised the text).
+
+`shown_reply(dialect, reply) -> str`
+    `reply` the way `dialect` shows a reply back to the model in later prompts (taken
+    from the dialect's own prompt builder, so the two cannot disagree). For UI-TARS this
+    restores the <|box_start|>/<|box_end|> special tokens the model generates around
+    points and a decoder that skips special tokens drops; other dialects return it as is.
+    The exports write every reply, history and target, this way (one convention).
 
 `merge_same_role_turns(messages, separator=chatml_boundary) -> list[dict]`
     For formats that forbid two turns of one role in a row (LLaMA-Factory sharegpt,
@@ -111,6 +119,19 @@ def reply_steps(run, step: dict) -> list[dict | None]:
     n_replies = sum(1 for m in step.get("messages") or [] if m.get("role") == "assistant")
     earlier = run.steps[max(0, position - n_replies) : position]
     return [None] * (n_replies - len(earlier)) + list(earlier)
+
+
+def shown_reply(dialect, reply: str) -> str:
+    """`reply` as `dialect` shows replies to the model (see the module docstring)."""
+    from PIL import Image
+
+    from agent.protocols import HistoryTurn
+
+    side = dialect.image_factor  # the smallest image the dialect's builder accepts
+    image = Image.new("RGB", (side, side))
+    built = dialect.build_messages("task", [HistoryTurn(image, reply)], image)
+    (shown,) = [m for m in built if m["role"] == "assistant"]
+    return "".join(p["text"] for p in shown["content"] if p.get("type") == "text")
 
 
 # --- joining turns ----------------------------------------------------------------------
