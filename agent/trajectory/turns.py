@@ -1,9 +1,9 @@
 """The chat turns of a recorded step exactly as the model saw them, and how to join turns.
 
-This is the one place that turns a steps.jsonl record back into chat messages; the
-exports (agent/trajectory/export.py) and the trainer's sample builder both use it, so a
-model trained either way sees what the agent saw. Pure Python: no torch (PIL only inside
-`shown_reply`).
+This is the one place that turns a steps.jsonl record back into chat messages: the
+exports (agent/trajectory/export.py) build on it and the trainer's sample builder
+(train/) is to, so a model trained either way sees what the agent saw. Pure Python:
+no torch (PIL only inside `shown_reply`).
 
 Contracts
 ---------
