@@ -246,18 +246,10 @@ class _RunSamples:
         step = self.run.steps[position]
         name = f"{self.run.path} step {step.get('index')}"
         sources = [*reply_steps(self.run, step), step]
-        messages, sizes = [], []
+        messages = []
         for message in step_messages(self.run, step):
             if message["role"] != "assistant":
-                parts = []
-                for part in message["content"]:
-                    if part["type"] == "image":
-                        rel, size = self.images.ref(self.run, part["image"])
-                        parts.append({"type": "image", "image": rel})
-                        sizes.append(size)
-                    else:
-                        parts.append(part)
-                messages.append({"role": message["role"], "content": parts})
+                messages.append(message)
                 continue
             source = sources.pop(0)
             text = "".join(p["text"] for p in message["content"] if p["type"] == "text")
@@ -271,6 +263,13 @@ class _RunSamples:
                 "failed": known and failed(source),
             })
         _check_placeholders(messages, sources_of(self.run, step))
+        sizes = []  # images are copied only for a sample that passed the checks
+        for message in messages:
+            for k, part in enumerate(message["content"]):
+                if part["type"] == "image":
+                    rel, size = self.images.ref(self.run, part["image"])
+                    message["content"][k] = {"type": "image", "image": rel}
+                    sizes.append(size)
         return Sample(name, messages, per_run, sizes)
 
     def plan(self, per_run: bool) -> list[tuple[int, set[int]]]:
@@ -451,7 +450,7 @@ def export_runs(
         )
         result.files.append(info)
     result.samples = len(records)
-    result.images = len(images.copied)
+    result.images = len({name for record in records for name in record_images(record)})
     if records:
         stats = _measure(measured, tokenizer or _local_tokenizer(exported))
         result.longest_tokens, result.max_pixels = stats.longest_tokens, stats.max_pixels
