@@ -143,3 +143,10 @@ def test_pyproject_keeps_torch_out_of_the_base_install():
                    "platformdirs", "pillow", "numpy", "starlette", "uvicorn"):  # fmt: skip
         assert needed in base
     assert '".[local,dev]"' in (ROOT / "scripts" / "setup.sh").read_text()
+
+
+def test_training_without_the_extra_names_the_install_command(tmp_path):
+    result = deskpilot(["train", "sft", "--help-not-given"], tmp_path, prelude=BLOCK_LOCAL)
+    assert result.returncode == 2
+    assert "deskpilot train sft" in result.stderr
+    assert "pip install 'deskpilot[local]'" in result.stderr

@@ -16,6 +16,8 @@ METHODS = {
     "plan": ("train_plan", "memory estimate for a fine-tuning run, and whether it fits"),
 }
 
+NEEDS_LOCAL = ("sft", "dpo")  # train on the local engine; `plan` only reads file headers
+
 
 def usage() -> str:
     lines = ["usage: deskpilot train {" + ",".join(METHODS) + "} [ARGS...]", ""]
@@ -33,5 +35,13 @@ def main(argv: list[str]) -> int:
         print(f"deskpilot train: unknown method {name!r}\n\n{usage()}",  # noqa: T201
               file=sys.stderr)
         return 2
+    if name in NEEDS_LOCAL and not any(a in ("-h", "--help") for a in rest):
+        from agent.extras import MissingExtraError, require_local
+
+        try:
+            require_local(f"deskpilot train {name}")
+        except MissingExtraError as exc:
+            print(f"deskpilot train: {exc}", file=sys.stderr)  # noqa: T201
+            return 2
     module = importlib.import_module(f"app.commands.{METHODS[name][0]}")
     return int(module.main(rest) or 0)
