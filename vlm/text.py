@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import kernels
 from vlm.cache import KVCache
 from vlm.config import TextConfig
-from vlm.layers import GatedMLP, RMSNorm, apply_rotary, packed_attention
+from vlm.layers import GatedMLP, RMSNorm, apply_rotary, packed_attention, rotate_half
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -104,8 +104,11 @@ class Attention(nn.Module):
         q = self.q_norm(self.q_proj(x).view(1, self.hq, self.d))
         k = self.k_norm(self.k_proj(x).view(1, self.hkv, self.d))
         v = self.v_proj(x).view(1, self.hkv, self.d)
-        q = apply_rotary(q, cos, sin)
-        k = apply_rotary(k, cos, sin)
+        # the plain rotary formula: apply_rotary's out= writes do not trace, and at one
+        # token there are no copies worth avoiding
+        c, s = cos[:, None, :], sin[:, None, :]
+        q = q * c + rotate_half(q) * s
+        k = k * c + rotate_half(k) * s
         k_all, v_all = cache.write_token(layer, slot, k, v)  # (Hkv, C, D)
         g = self.hq // self.hkv
         # query head kv*g + j is row j of kv head kv: K/V are read once per kv head
