@@ -199,6 +199,8 @@ class Engine:
         t = self._clock()
         gen = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         stream = TextStream(self.processor.decode, list(stop or []), on_text)
+        log.debug("decoding up to %d tokens after a %d-token prompt (%s)", max_new_tokens,
+                  len(ids), self.decoder.mode)
         run = generate(self.decoder, self._cache, logits, len(ids), delta,
                        max_new_tokens=max_new_tokens,
                        stop_ids=[] if ignore_end else self.processor.end_token_ids,
