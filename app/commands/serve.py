@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         log.warning("serving on %s without an API key: anyone who can reach it can use it",
                     args.host)
 
-    from vlm.server import ChatServer, bind_socket, serve
+    from app.server import ChatServer, bind_socket, serve
 
     # Bind first, so a busy port fails in a second rather than after minutes of loading.
     try:
