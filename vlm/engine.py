@@ -134,6 +134,14 @@ class Engine:
         if self._cache is not None:
             self._cache.length = 0
 
+    def reserve(self, rows: int) -> None:
+        """Size the cache for a conversation of `rows` tokens now, between replies (so a
+        benchmark's warm-up traces or captures the decode step at that capacity)."""
+        with self._lock:
+            if self._cache is None:
+                self._cache = self.model.new_cache(bucket(rows))
+            self._cache.reserve(rows)
+
     def chat(self, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
              top_p: float = 1.0, on_text: Callable[[str], None] | None = None,
              stop: list[str] | None = None, seed: int | None = None, ignore_end: bool = False,
