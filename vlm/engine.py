@@ -110,6 +110,7 @@ class Engine:
         self.name = name
         self.device = model.lm_head.weight.device
         self.decoder = Decoder(model, resolve_decode_mode(decode, self.device))
+        self.sync_every: int | None = None  # tokens between host reads (None: per device)
         self.vision_cache_size = vision_cache_size
         self._vision: OrderedDict[str, tuple[torch.Tensor, list[torch.Tensor]]] = OrderedDict()
         self._cache = None
@@ -213,7 +214,7 @@ class Engine:
                        max_new_tokens=max_new_tokens,
                        stop_ids=[] if ignore_end else self.processor.end_token_ids,
                        stream=stream, temperature=temperature, top_p=top_p, generator=gen,
-                       cancel=cancelled)
+                       cancel=cancelled, sync_every=self.sync_every)
         out = run.tokens
         text = stream.finish()
         timings["decode"] = self._clock() - t
