@@ -295,8 +295,9 @@ def run_transformers(engine, folder: Path | None, n_tokens: int, replies: list[s
 
 
 def _fresh(engine) -> None:
-    """Forget cached conversation and images: every repetition starts cold."""
-    engine.reset()
+    """Forget cached conversation and images: every repetition starts cold, with a cache
+    sized for it (not for the largest conversation so far)."""
+    engine.reset(release_cache=True)
     engine._vision.clear()
     engine.processor._recent.clear()
 
@@ -435,7 +436,7 @@ def main(argv: list[str]) -> int:
         if args.warmup:
             # once more at the capacity the steps need, so a compiled decode step has seen a
             # second cache size (dynamo then generalises it) before anything is timed
-            engine.reserve(4 * len(engine.processor(messages_for(1, "", screen)).input_ids))
+            engine.reserve(2 * len(engine.processor(messages_for(1, "", screen)).input_ids))
             engine.chat(warmup_messages(), max_new_tokens=2, ignore_end=True)
             engine.reset()
         # ours and transformers alternate, so a busy machine slows both alike

@@ -129,10 +129,14 @@ class Engine:
     def config_dict(self) -> dict:
         return self.cfg.raw
 
-    def reset(self) -> None:
-        """Forget the cached conversation (the next chat prefills everything)."""
+    def reset(self, release_cache: bool = False) -> None:
+        """Forget the cached conversation (the next chat prefills everything); with
+        `release_cache` also free the cache buffers, so the next chat allocates only the
+        capacity it needs (decode attention reads every row of the capacity)."""
         self._cached_ids, self._cached_images = [], {}
-        if self._cache is not None:
+        if release_cache:
+            self._cache = None
+        elif self._cache is not None:
             self._cache.length = 0
 
     def reserve(self, rows: int) -> None:
