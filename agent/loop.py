@@ -8,8 +8,9 @@ so tests drive it with a scripted policy and an in-memory screen.
 
 Every way a run ends is an outcome on its last step and on `Agent.outcome`:
 finished, call_user, max_steps, stopped, error, stuck, refused. `stop()`, `pause()` and
-`resume()` may be called from any thread; stop is honoured before the next step and
-before each action, and also wakes a paused run.
+`resume()` may be called from any thread; stop is honoured before the next step, while the
+model replies (it is the policy's `cancel` hook), before each action, and also wakes a
+paused run.
 """
 
 from __future__ import annotations
@@ -357,7 +358,8 @@ class Agent:
         return step
 
     def _ask_model(self, step: Step) -> bool:
-        """Fill step.reply from the policy; True when the run ended (policy failure)."""
+        """Fill step.reply from the policy; True when the run ended (a policy failure, or a
+        stop that cancelled the reply)."""
         on_text = None
         if self.on_text is not None:
             stream, index = self.on_text, step.index
@@ -370,7 +372,10 @@ class Agent:
 
         t0 = time.perf_counter()
         try:
-            reply = self.policy.chat(step.messages, on_text=on_text, **self.chat_options)
+            # the stop event doubles as the policy's cancel hook: a stop mid-reply ends the
+            # generation within a token (local) or a chunk (remote), not after the reply
+            reply = self.policy.chat(step.messages, on_text=on_text, cancel=self._stop,
+                                     **self.chat_options)
         except Exception as exc:
             step.timings["policy"] = time.perf_counter() - t0
             step.error = f"the model failed: {type(exc).__name__}: {exc}"
@@ -381,6 +386,11 @@ class Agent:
         step.timings["policy"] = time.perf_counter() - t0
         step.reply = reply if isinstance(reply, str) else str(getattr(reply, "text", ""))
         step.timings.update(policy_timings(getattr(reply, "timings", None)))
+        if getattr(reply, "cancelled", False):
+            # the partial reply is kept in the step; none of it runs
+            step.outcome = "stopped"
+            self._end("stopped", "stopped by the person while the model was replying")
+            return True
         return False
 
     def _act(self, step: Step, feedback: list[str], after_call_user: bool) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,19 @@ class ScriptExhausted(RuntimeError):
 class ScriptReply:
     text: str
     timings: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False  # `cancel` fired while streaming: `text` is the part sent
+
+
+def cancel_check(cancel: Any) -> Callable[[], bool]:
+    """A zero-argument test for a `cancel` hook: a threading.Event, a callable, or None."""
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise TypeError(f"cancel must be a threading.Event or a zero-argument callable, "
+                    f"got {type(cancel).__name__}")
 
 
 def split_script(text: str) -> list[str]:
@@ -41,6 +54,23 @@ def split_script(text: str) -> list[str]:
         else:
             chunks[-1].append(line)
     return [reply for lines in chunks if (reply := "\n".join(lines).strip())]
+
+
+def stream_text(text: str, on_text: TextCallback | None, cancel: Any,
+                chunk: int = STREAM_CHUNK) -> tuple[str, bool]:
+    """Hand a reply written in advance to `on_text` in `chunk`-character pieces -> (the text
+    streamed, cancelled?). A `cancel` that fires while it streams is checked before each
+    piece and cuts the reply there; one that had already fired when the reply was asked for
+    does not: such a reply has no thinking time to cut short, so it is returned whole and
+    the loop stops before acting on it."""
+    check = cancel_check(cancel)
+    cancelled = (lambda: False) if check() else check
+    for i in range(0, len(text), chunk):
+        if cancelled():
+            return text[:i], True
+        if on_text is not None:
+            on_text(text[i : i + chunk])
+    return text, False
 
 
 class ScriptPolicy:
@@ -67,8 +97,10 @@ class ScriptPolicy:
             return len(self.replies) - len(self.calls)
 
     def chat(
-        self, messages: list[dict], *, on_text: TextCallback | None = None, **options: Any
+        self, messages: list[dict], *, on_text: TextCallback | None = None, cancel: Any = None,
+        **options: Any,
     ) -> ScriptReply:
+        """The next reply, streamed in chunks; `cancel` as in `stream_text`."""
         t0 = time.perf_counter()
         with self._lock:
             n = len(self.calls)
@@ -79,7 +111,5 @@ class ScriptPolicy:
                 )
             self.calls.append(messages)
             text = self.replies[n]
-        if on_text is not None:
-            for i in range(0, len(text), STREAM_CHUNK):
-                on_text(text[i : i + STREAM_CHUNK])
-        return ScriptReply(text, {"decode": time.perf_counter() - t0})
+        sent, cancelled = stream_text(text, on_text, cancel)
+        return ScriptReply(sent, {"decode": time.perf_counter() - t0}, cancelled)

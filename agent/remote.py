@@ -18,14 +18,16 @@ import json
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from agent.policies import cancel_check
 from agent.protocols import TextCallback
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class RemoteReply:
     timings: dict[str, float] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    cancelled: bool = False  # the caller's cancel hook fired: `text` is the reply so far
 
 
 class _Retryable(Exception):
@@ -239,10 +242,15 @@ class RemotePolicy:
         top_p: float | None = None,
         stop: str | list[str] | None = None,
         seed: int | None = None,
+        cancel: Any = None,
         **options: Any,
     ) -> RemoteReply:
         """Send the messages and return the reply; `on_text` gets each new piece of text.
 
+        `cancel` (a threading.Event or a zero-argument callable) is checked at every chunk
+        of a streamed reply, and watched while waiting for one: when it fires the connection
+        is closed (the server stops generating) and the reply so far comes back with
+        `cancelled=True`. A cancel hook turns streaming on unless `stream=False` was set.
         Options other policies take but a server cannot use are ignored (like Engine.chat).
         """
         if options:
@@ -261,7 +269,11 @@ class RemotePolicy:
             payload["stop"] = [stop] if isinstance(stop, str) else list(stop)
         if seed is not None:
             payload["seed"] = seed
-        stream = self.stream if self.stream is not None else on_text is not None
+        cancelled = cancel_check(cancel)
+        if cancelled():
+            return RemoteReply("", cancelled=True)
+        stream = self.stream if self.stream is not None else (
+            on_text is not None or cancel is not None)
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
@@ -270,7 +282,8 @@ class RemotePolicy:
             "remote request to %s: model %s, %d messages, %d images, %d bytes",
             self.endpoint, payload["model"], len(openai_messages), n_images, len(body),
         )
-        return self._with_retries(lambda: self._post(body, stream, on_text, n_images))
+        return self._with_retries(
+            lambda: self._post(body, stream, on_text, n_images, cancelled), cancelled)
 
     def close(self) -> None:
         if self._client is not None:
@@ -289,12 +302,14 @@ class RemotePolicy:
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
-    def _with_retries(self, attempt_once):
+    def _with_retries(self, attempt_once, cancelled: Callable[[], bool] = lambda: False):
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return attempt_once()
             except _Retryable as exc:
+                if cancelled():
+                    return RemoteReply("", cancelled=True)
                 if attempt == self.retries:
                     tries = f"{self.retries + 1} attempt{'s' if self.retries else ''}"
                     raise RemoteError(f"{self._redact(str(exc))} (gave up after {tries})") from None
@@ -337,17 +352,19 @@ class RemotePolicy:
         return _ResponseContext(self, request)
 
     def _post(
-        self, body: bytes, stream: bool, on_text: TextCallback | None, n_images: int
+        self, body: bytes, stream: bool, on_text: TextCallback | None, n_images: int,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> RemoteReply:
         started = time.perf_counter()
-        with self._request("POST", self.endpoint, body) as response:
+        with self._request("POST", self.endpoint, body) as response, \
+                _close_on_cancel(response, cancelled):
             if response.status_code != 200:
                 response.read()
                 self._raise_for_status(response, n_images)
             # Some servers and proxies answer a stream request with one JSON body.
             is_json = response.headers.get("content-type", "").startswith("application/json")
             if stream and not is_json:
-                reply = self._read_stream(response, on_text, started, n_images)
+                reply = self._read_stream(response, on_text, started, n_images, cancelled)
             else:
                 response.read()
                 reply = self._read_json(response)
@@ -424,6 +441,7 @@ class RemotePolicy:
         on_text: TextCallback | None,
         started: float,
         n_images: int,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> RemoteReply:
         pieces: list[str] = []
         finish_reason = None
@@ -431,10 +449,19 @@ class RemotePolicy:
         server_timings: dict[str, float] = {}
         first_at = None
         events = _sse_events(response)
+        stopped = False
         while True:
+            if cancelled():
+                stopped = True
+                break
             try:
                 event = next(events, None)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                if cancelled():  # _close_on_cancel closed the connection under the read
+                    stopped = True
+                    break
+                if isinstance(exc, httpx.StreamError):
+                    raise
                 if not pieces:
                     raise  # nothing shown yet: the caller may retry the whole request
                 # Retrying would stream the start of the reply to on_text a second time.
@@ -471,7 +498,9 @@ class RemotePolicy:
         if usage and "tokens_per_s" not in timings and timings.get("decode"):
             tokens = usage.get("completion_tokens") or 0
             timings["tokens_per_s"] = max(tokens - 1, 0) / timings["decode"]
-        return RemoteReply("".join(pieces), timings, finish_reason, usage)
+        if stopped:
+            log.info("remote: reply cancelled after %d chunks; connection closed", len(pieces))
+        return RemoteReply("".join(pieces), timings, finish_reason, usage, cancelled=stopped)
 
 
 class _ResponseContext:
@@ -498,6 +527,35 @@ class _ResponseContext:
             self.response.close()
         if exc is not None:
             _map_transport_error(self.policy, exc)
+        return False
+
+
+class _close_on_cancel:
+    """While a response is open, a watcher thread closes it once `cancelled()` is true, so a
+    read blocked on a slow server (a long prefill) ends too, not only the next chunk."""
+
+    POLL_S = 0.05
+
+    def __init__(self, response: httpx.Response, cancelled: Callable[[], bool]) -> None:
+        self.response, self.cancelled = response, cancelled
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.POLL_S):
+            if self.cancelled():
+                self.response.close()
+                return
+
+    def __enter__(self) -> _close_on_cancel:
+        self._thread = threading.Thread(target=self._watch, name="remote-cancel", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
         return False
 
 

@@ -272,7 +272,7 @@ def test_a_scripted_uitars_task_completes_through_the_server():
     from agent.memenv import MemoryEnv
     from agent.policies import ScriptPolicy
     from agent.remote import RemotePolicy
-    from vlm.server import ChatServer
+    from app.server import ChatServer
 
     dialect = get_dialect("uitars-1.5")
     env = MemoryEnv(width=1280, height=720)
@@ -329,7 +329,7 @@ def _instrumented(engine, seconds_per_piece: float = 0.0):
 
 
 def test_concurrent_requests_queue_for_the_model_one_at_a_time(engine):
-    from vlm.server import ChatServer
+    from app.server import ChatServer
 
     watched = _instrumented(engine)
     image = screenshot(64, 64)
@@ -371,7 +371,7 @@ def _long_prompt(engine, tokens: int) -> tuple[list[dict], int]:
 
 
 def test_a_client_leaving_mid_stream_stops_its_generation(engine):
-    from vlm.server import ChatServer
+    from app.server import ChatServer
 
     long = 60
     messages, full_pieces = _long_prompt(engine, long)
@@ -395,7 +395,7 @@ def test_while_the_model_loads_clients_are_told_to_wait_and_then_served(checkpoi
     """A server started before its model is loaded: health says so, requests get 503 with
     Retry-After, and RemotePolicy's retry turns that into a normal reply once loaded."""
     from agent.remote import RemotePolicy
-    from vlm.server import ChatServer
+    from app.server import ChatServer
 
     release = threading.Event()
 
@@ -425,7 +425,7 @@ def test_while_the_model_loads_clients_are_told_to_wait_and_then_served(checkpoi
 
 def test_a_model_that_fails_to_load_stops_the_server_with_the_reason(tmp_path):
     import vlm
-    from vlm.server import ChatServer, bind_socket, serve
+    from app.server import ChatServer, bind_socket, serve
 
     server = ChatServer(model_name="missing")
     sock = bind_socket("127.0.0.1", 0)
@@ -452,3 +452,18 @@ def test_serve_command_refuses_a_missing_key_and_a_busy_port(checkpoint, monkeyp
         port = busy.getsockname()[1]
         assert serve.main([str(checkpoint), "--port", str(port)]) == 1
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_the_model_package_has_no_http_server():
+    """HTTP lives in app/ (app/server.py); nothing under vlm/ imports starlette or uvicorn."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "vlm").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("starlette", "uvicorn")]
+    assert offenders == []
+    assert not (REPO / "vlm" / "server.py").exists()

@@ -78,3 +78,38 @@ def test_kv_cache_grows_and_keeps_prefix():
     k_all, v_all = c.update(0, 3, torch.ones(2, 1, 4), torch.ones(2, 1, 4))
     assert k_all.shape == (5, 1, 4)
     assert torch.equal(k_all[:3], k) and torch.equal(v_all[:3], -k)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    import vlm
+
+    return vlm.load(tiny_checkpoint()[0], device="cpu", decode="eager")
+
+
+@pytest.mark.parametrize("cut", ["stop_string", "max_tokens"])
+def test_reading_tokens_back_in_chunks_changes_nothing(engine, cut):
+    """The CUDA rhythm (ids read back every few tokens, so the model may have run past the
+    end) gives the same reply, the same streamed text and a cache the next step can trust."""
+    from tests.test_vlm_engine import _messages
+
+    engine.sync_every = None
+    engine.reset()
+    full = engine.chat(_messages(), max_new_tokens=16, ignore_end=True)
+    stop = [full.text[5:8]] if cut == "stop_string" else None
+    results = []
+    for every in (1, 5):
+        engine.reset()
+        engine.sync_every = every
+        chunks = []
+        r = engine.chat(_messages(), max_new_tokens=11, stop=stop, on_text=chunks.append)
+        follow = _messages() + [{"role": "assistant", "content": r.text},
+                                {"role": "user", "content": "next"}]
+        nxt = engine.chat(follow, max_new_tokens=6)
+        results.append((r.token_ids, r.text, "".join(chunks), nxt.token_ids,
+                        engine.last_logits.clone()))
+    engine.sync_every = None
+    (ids1, text1, streamed1, next1, logits1), (ids5, text5, streamed5, next5, logits5) = results
+    assert ids1 == ids5 and text1 == text5 == streamed1 == streamed5
+    assert next1 == next5
+    torch.testing.assert_close(logits1, logits5, atol=1e-5, rtol=0)

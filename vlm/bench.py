@@ -2,11 +2,17 @@
 
 Step 1: a system prompt, a task and a synthetic 1920x1080 screenshot -> preprocess, vision,
 prefill, N decode tokens. Step 2: the same conversation plus the step-1 reply and a NEW
-screenshot -> our engine prefills only the suffix and encodes only the new image.
-`--compare transformers` runs the same two steps with transformers' class for the family
-(Qwen3VLMoe-, Qwen3VL- or Qwen2_5_VLForConditionalGeneration, its default attention/experts
-implementations) holding the very same weight tensors, and its processor; transformers has
-no prefix reuse, so its step 2 recomputes everything — which is what an agent built on it pays.
+screenshot, reported twice: with our prefix and image caches (the engine prefills only the
+suffix and encodes only the new image), and with both off (everything recomputed: the same
+work transformers does). `--compare transformers` runs the same steps with transformers'
+class for the family (Qwen3VLMoe-, Qwen3VL- or Qwen2_5_VLForConditionalGeneration, its
+default attention/experts implementations) holding the very same weight tensors, and its
+processor; transformers has no prefix reuse, so its step 2 recomputes everything.
+
+Every figure is the min / median / max over `--repeat` runs (ours and transformers'
+interleaved, so a busy machine slows both alike); a run's total is that run's own sum of
+phases. `--decode` picks how our decode step runs (default: compiled on the CPU, CUDA graphs
+on CUDA); the compile happens in the warm-up.
 
 Without `--checkpoint` the architecture comes from assets/configs/<config>.json with random
 weights and a small synthetic tokenizer (vlm.synthetic); the vocabulary size and every
@@ -55,7 +61,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--decode-tokens", type=int, default=60)
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs")
     p.add_argument("--repeat", type=int, default=1,
-                   help="run both steps this many times; report each phase's fastest run")
+                   help="run the steps this many times; report min/median/max of each figure")
+    p.add_argument("--decode", choices=("auto", "eager", "compile", "cuda_graph"),
+                   default="auto",
+                   help="our decode step (auto: compile on the CPU, cuda_graph on CUDA)")
     p.add_argument("--screen", default="1920x1080", help="screenshot size WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -131,7 +140,9 @@ def build_engine(args, workdir: Path):
     from vlm.weights import read_config
 
     if args.checkpoint:
-        return load(args.checkpoint, device=args.device, dtype=args.dtype), None
+        engine = load(args.checkpoint, device=args.device, dtype=args.dtype,
+                      decode=bench_decode_mode(args.decode, pick_device_dtype(args.device)[0]))
+        return engine, None
     folder = synthetic_folder(args.config, workdir)
     cfg = read_config(folder)
     device, dtype = pick_device_dtype(args.device, args.dtype)
@@ -146,7 +157,15 @@ def build_engine(args, workdir: Path):
     randomize_(model, args.seed)
     model.eval()
     processor = Processor(folder, cfg.image_token_id, ImageSettings.for_model(cfg))
-    return Engine(model, processor, cfg, name=args.config), folder
+    return Engine(model, processor, cfg, name=args.config,
+                  decode=bench_decode_mode(args.decode, device)), folder
+
+
+def bench_decode_mode(decode: str, device) -> str:
+    """The benchmark measures the engine at its fastest: "auto" compiles on the CPU."""
+    if decode != "auto":
+        return decode
+    return "cuda_graph" if device.type == "cuda" else "compile"
 
 
 def check_fits(cfg, device, dtype) -> None:
@@ -168,15 +187,26 @@ def check_fits(cfg, device, dtype) -> None:
                          f"{free / 2**30:.1f} GiB free; pick a smaller --config or device")
 
 
+# the rows of one run: (step, caches label); step 2 twice, with and without our caches
+ROWS = ((1, "n/a"), (2, "prefix+image"), (2, "off"))
+ROW_LABELS = {(1, "n/a"): "step 1",
+              (2, "prefix+image"): "step 2, prefix and image caches on",
+              (2, "off"): "step 2, caches off (the same work as transformers)"}
+
+
 def run_ours(engine, n_tokens: int, screen=(1920, 1080)) -> list[dict]:
+    """One run: step 1, step 2 continuing it (caches on), step 2 again from cold caches."""
     results, reply = [], ""
-    for step in (1, 2):
+    for step, caches in ROWS:
+        if caches == "off":
+            _fresh(engine)
         r = engine.chat(messages_for(step, reply, screen), max_new_tokens=n_tokens,
                         ignore_end=True)
-        reply = r.text
+        if step == 1:
+            reply = r.text
         results.append({"timings": {k: r.timings[k] for k in PHASES},
                         "tokens": len(r.token_ids), "stats": dict(engine.last_stats),
-                        "reply": reply})
+                        "reply": r.text})
     return results
 
 
@@ -260,23 +290,35 @@ def run_transformers(engine, folder: Path | None, n_tokens: int, replies: list[s
             results.append({"timings": dict(zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3))),
                             "tokens": n_tokens,
                             "prompt_tokens": int(inputs["input_ids"].shape[1])})
-    return results
+    # transformers has no caches to turn off: its step 2 is both step-2 rows' comparison
+    return [results[0], results[1], results[1]]
 
 
 def _fresh(engine) -> None:
-    """Forget cached conversation and images: every repetition starts cold."""
-    engine.reset()
+    """Forget cached conversation and images: every repetition starts cold, with a cache
+    sized for it (not for the largest conversation so far)."""
+    engine.reset(release_cache=True)
     engine._vision.clear()
     engine.processor._recent.clear()
 
 
-def fastest(runs: list[list[dict]]) -> list[dict]:
-    """Per step and phase, the minimum over repetitions (the machine may be shared)."""
-    best = [dict(step) for step in runs[0]]
-    for run in runs[1:]:
-        for b, step in zip(best, run):
-            b["timings"] = {k: min(v, step["timings"][k]) for k, v in b["timings"].items()}
-    return best
+def spread(values: list[float]) -> dict[str, float]:
+    """min / median / max of one figure over the repetitions."""
+    v = sorted(values)
+    n = len(v)
+    median = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    return {"min": round(v[0], 4), "median": round(median, 4), "max": round(v[-1], 4)}
+
+
+def summarize(runs: list[list[dict]]) -> list[dict]:
+    """Per row, each phase's and each run's total (one run's own sum) over the runs."""
+    rows = []
+    for i, first in enumerate(runs[0]):
+        per_run = [run[i]["timings"] for run in runs]
+        figures = {ph: spread([t[ph] for t in per_run]) for ph in PHASES}
+        figures["total"] = spread([sum(t.values()) for t in per_run])
+        rows.append({**first, "figures": figures})
+    return rows
 
 
 # -- report --------------------------------------------------------------------------------
@@ -307,20 +349,23 @@ def report(args, argv, engine, ours, theirs) -> dict:
     for i, o in enumerate(ours):
         phases = {}
         for ph in (*PHASES, "total"):
-            a = sum(o["timings"].values()) if ph == "total" else o["timings"][ph]
-            entry = {"ours_s": round(a, 4)}
+            a = o["figures"][ph]
+            entry = {"ours_s": a["median"], "ours_min_s": a["min"], "ours_max_s": a["max"]}
             if theirs:
-                tt = theirs[i]["timings"]
-                b = sum(tt.values()) if ph == "total" else tt[ph]
-                entry["transformers_s"] = round(b, 4)
-                entry["speedup"] = round(b / a, 2) if a > 0 else None
+                b = theirs[i]["figures"][ph]
+                entry.update(transformers_s=b["median"], transformers_min_s=b["min"],
+                             transformers_max_s=b["max"])
+                entry["speedup"] = round(b["median"] / a["median"], 2) if a["median"] else None
             phases[ph] = entry
         s = o["stats"]
-        steps.append({"step": i + 1, "prompt_tokens": s["prompt_tokens"],
+        step, caches = ROWS[i]
+        decode = o["figures"]["decode"]
+        steps.append({"step": step, "caches": caches, "label": ROW_LABELS[ROWS[i]],
+                      "prompt_tokens": s["prompt_tokens"],
                       "reused_tokens": s["reused_tokens"], "prefilled_tokens":
                       s["prefilled_tokens"], "images_encoded": s["images_encoded"],
                       "decode_tokens": o["tokens"],
-                      "decode_tokens_per_s": round(o["tokens"] / o["timings"]["decode"], 2),
+                      "decode_tokens_per_s": round(o["tokens"] / decode["median"], 2),
                       "phases": phases})
     try:
         backend = kernels.backend() if hasattr(kernels, "backend") else "torch"
@@ -337,6 +382,10 @@ def report(args, argv, engine, ours, theirs) -> dict:
         "weights": "checkpoint" if args.checkpoint else "random",
         "screenshot": f"{args.screen} synthetic",
         "repeat": args.repeat,
+        "statistic": "each figure: median over the repeats (ours_s, transformers_s), with "
+                     "min and max; total = one run's own sum of phases; speedup = ratio of "
+                     "medians",
+        "decode_mode": engine.decoder.mode,
         "load_average_1m": round(os.getloadavg()[0], 2),  # a shared machine skews timings
         "kernels_backend": str(backend),
         "torch": torch.__version__,
@@ -347,14 +396,18 @@ def report(args, argv, engine, ours, theirs) -> dict:
 
 def print_table(res: dict) -> None:
     lines = [f"{res['config']} on {res['device']} ({res['dtype']})"]
+    lines.append(f"median [min-max] of {res['repeat']} run(s); decode: {res['decode_mode']}")
     for s in res["steps"]:
-        lines.append(f"step {s['step']}: {s['prompt_tokens']} prompt tokens, "
+        lines.append(f"{s['label']}: {s['prompt_tokens']} prompt tokens, "
                      f"{s['reused_tokens']} reused, {s['images_encoded']} image(s) encoded, "
                      f"{s['decode_tokens']} decoded ({s['decode_tokens_per_s']} tok/s)")
         for ph, e in s["phases"].items():
-            row = f"  {ph:<10} ours {e['ours_s']:9.3f}s"
+            row = (f"  {ph:<10} ours {e['ours_s']:8.3f}s [{e['ours_min_s']:.3f}-"
+                   f"{e['ours_max_s']:.3f}]")
             if "transformers_s" in e:
-                row += f"   transformers {e['transformers_s']:9.3f}s   x{e['speedup']}"
+                row += (f"   transformers {e['transformers_s']:8.3f}s "
+                        f"[{e['transformers_min_s']:.3f}-{e['transformers_max_s']:.3f}]"
+                        f"   x{e['speedup']}")
             lines.append(row)
     print("\n".join(lines))  # noqa: T201 - the command's output
 
@@ -380,6 +433,12 @@ def main(argv: list[str]) -> int:
         for _ in range(args.warmup):
             engine.chat(warmup_messages(), max_new_tokens=2, ignore_end=True)
             engine.reset()
+        if args.warmup:
+            # once more at the capacity the steps need, so a compiled decode step has seen a
+            # second cache size (dynamo then generalises it) before anything is timed
+            engine.reserve(2 * len(engine.processor(messages_for(1, "", screen)).input_ids))
+            engine.chat(warmup_messages(), max_new_tokens=2, ignore_end=True)
+            engine.reset()
         # ours and transformers alternate, so a busy machine slows both alike
         our_runs, their_runs = [], []
         for i in range(args.repeat):
@@ -390,8 +449,8 @@ def main(argv: list[str]) -> int:
                 their_runs.append(run_transformers(
                     engine, folder, args.decode_tokens, [our_runs[0][0]["reply"]],
                     args.warmup if i == 0 else 0, screen))
-        ours = fastest(our_runs)
-        theirs = fastest(their_runs) if their_runs else None
+        ours = summarize(our_runs)
+        theirs = summarize(their_runs) if their_runs else None
     res = report(args, argv, engine, ours, theirs)
     print_table(res)
     if args.json_out:

@@ -5,7 +5,15 @@ Agent prompts are append-only between steps, so each `chat` reuses the longest p
 the previous conversation whose K/V are already cached (same tokens, same images at the
 same places) and prefills only the rest; an image whose pixels were encoded recently is
 not sent through the vision tower again. `Engine` satisfies `agent.protocols.Policy` by
-shape: `chat(messages, on_text=..., **options)` returns an object with `.text`/`.timings`.
+shape: `chat(messages, on_text=..., cancel=..., **options)` returns an object with
+`.text`/`.timings`/`.cancelled`.
+
+Everything an entry point needs is a plain argument: `on_text` streams the reply, `cancel`
+(a threading.Event or a zero-argument callable) stops it within one token. How the decode
+step runs is `decode=` (see generate.Decoder): "auto" replays CUDA graphs on CUDA and runs
+eagerly on the CPU, where tracing with torch.compile costs tens of seconds per model and
+pays only over long sessions (`deskpilot bench step` turns it on); DESKPILOT_DECODE
+overrides "auto".
 """
 
 from __future__ import annotations
@@ -20,14 +28,24 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vlm.cache import bucket
 from vlm.config import ModelConfig
-from vlm.generate import TextStream, generate, prefill
+from vlm.generate import (
+    DECODE_MODES,
+    CancelHook,
+    Decoder,
+    TextStream,
+    cancel_check,
+    generate,
+    prefill,
+)
 from vlm.model import Qwen3VLMoe, rope_index
 from vlm.processor import ImageInput, ImageSettings, Processor, Prompt
 from vlm.weights import ProgressFn, load_weights, read_config, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
+DECODE_ENV = "DESKPILOT_DECODE"  # eager | compile | cuda_graph | auto
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
            "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 
@@ -37,6 +55,7 @@ class ChatResult:
     text: str  # the reply, without the end token
     token_ids: list[int]  # generated ids (the end token included when one ended the reply)
     timings: dict[str, float] = field(default_factory=dict)  # seconds, and tokens_per_s
+    cancelled: bool = False  # `cancel` fired: `text` is the reply so far
 
 
 def pick_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
@@ -55,8 +74,21 @@ def pick_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtyp
     return device, dtype
 
 
+def resolve_decode_mode(decode: str | None, device: torch.device) -> str:
+    """"auto"/None -> DESKPILOT_DECODE when set, else cuda_graph on CUDA, eager on the CPU."""
+    if decode in (None, "auto"):
+        decode = os.environ.get(DECODE_ENV, "").strip().lower() or "auto"
+    if decode == "auto":
+        return "cuda_graph" if device.type == "cuda" else "eager"
+    if decode not in DECODE_MODES:
+        raise ValueError(f"unknown decode mode {decode!r}; use one of {DECODE_MODES} or 'auto'")
+    if decode == "cuda_graph" and device.type != "cuda":
+        raise ValueError("decode mode 'cuda_graph' needs the model on a CUDA device")
+    return decode
+
+
 def load(path_or_hub_id: str | os.PathLike, device=None, dtype=None,
-         progress: ProgressFn | None = None) -> Engine:
+         progress: ProgressFn | None = None, decode: str | None = None) -> Engine:
     """Load a checkpoint folder (or hub id) into an Engine ready to chat."""
     folder = resolve_checkpoint(path_or_hub_id, progress)
     cfg = read_config(folder)
@@ -68,15 +100,17 @@ def load(path_or_hub_id: str | os.PathLike, device=None, dtype=None,
     model.eval()
     processor = Processor(folder, cfg.image_token_id, ImageSettings.for_model(cfg))
     log.info("loaded %s on %s (%s) in %.1fs", folder, device, dtype, time.perf_counter() - t0)
-    return Engine(model, processor, cfg, name=str(path_or_hub_id))
+    return Engine(model, processor, cfg, name=str(path_or_hub_id), decode=decode)
 
 
 class Engine:
     def __init__(self, model: Qwen3VLMoe, processor: Processor, cfg: ModelConfig, *,
-                 name: str = "", vision_cache_size: int = 8):
+                 name: str = "", vision_cache_size: int = 8, decode: str | None = None):
         self.model, self.processor, self.cfg = model, processor, cfg
         self.name = name
         self.device = model.lm_head.weight.device
+        self.decoder = Decoder(model, resolve_decode_mode(decode, self.device))
+        self.sync_every: int | None = None  # tokens between host reads (None: per device)
         self.vision_cache_size = vision_cache_size
         self._vision: OrderedDict[str, tuple[torch.Tensor, list[torch.Tensor]]] = OrderedDict()
         self._cache = None
@@ -95,21 +129,35 @@ class Engine:
     def config_dict(self) -> dict:
         return self.cfg.raw
 
-    def reset(self) -> None:
-        """Forget the cached conversation (the next chat prefills everything)."""
+    def reset(self, release_cache: bool = False) -> None:
+        """Forget the cached conversation (the next chat prefills everything); with
+        `release_cache` also free the cache buffers, so the next chat allocates only the
+        capacity it needs (decode attention reads every row of the capacity)."""
         self._cached_ids, self._cached_images = [], {}
-        if self._cache is not None:
+        if release_cache:
+            self._cache = None
+        elif self._cache is not None:
             self._cache.length = 0
+
+    def reserve(self, rows: int) -> None:
+        """Size the cache for a conversation of `rows` tokens now, between replies (so a
+        benchmark's warm-up traces or captures the decode step at that capacity)."""
+        with self._lock:
+            if self._cache is None:
+                self._cache = self.model.new_cache(bucket(rows))
+            self._cache.reserve(rows)
 
     def chat(self, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
              top_p: float = 1.0, on_text: Callable[[str], None] | None = None,
              stop: list[str] | None = None, seed: int | None = None, ignore_end: bool = False,
-             **options) -> ChatResult:
+             cancel: CancelHook | None = None, **options) -> ChatResult:
         """Reply to `messages` (Qwen chat format, PIL images inline).
 
         Greedy when temperature == 0; `seed` makes sampling reproducible; `stop` strings end
         the reply (excluded from it); `ignore_end` keeps decoding past end tokens (for
         benchmarks that need exactly `max_new_tokens`). `on_text` receives new text only.
+        `cancel` (threading.Event or zero-argument callable) is checked before every decode
+        step: when it fires the reply so far is returned with `cancelled=True`.
         """
         if options:
             log.debug("Engine.chat ignores options %s", sorted(options))
@@ -120,12 +168,13 @@ class Engine:
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, "
                              f"{top_p}")
+        cancelled = cancel_check(cancel)  # refuses a bad hook before any work
         with self._lock:
             return self._chat(messages, max_new_tokens, temperature, top_p, on_text, stop, seed,
-                              ignore_end)
+                              ignore_end, cancelled)
 
     def _chat(self, messages, max_new_tokens, temperature, top_p, on_text, stop, seed,
-              ignore_end) -> ChatResult:
+              ignore_end, cancelled) -> ChatResult:
         timings: dict[str, float] = {}
         t = self._clock()
         prompt = self.processor(messages)
@@ -147,8 +196,11 @@ class Engine:
         t = self._clock()
         positions, delta = rope_index(ids, [img.grid for img in prompt.images],
                                       self.cfg.image_token_id, self.cfg.vision.spatial_merge_size)
+        # all the rows this reply can need, now: the decode step never reallocates
+        needed = len(ids) + max_new_tokens
         if self._cache is None:
-            self._cache = self.model.new_cache(len(ids) + max_new_tokens + 64)
+            self._cache = self.model.new_cache(bucket(needed))
+        self._cache.reserve(needed)
         suffix = torch.tensor(ids[start:], device=self.device)
         logits = prefill(self.model, self._cache, suffix, positions[:, start:].to(self.device),
                          start, image_embeds, deepstack)
@@ -160,21 +212,27 @@ class Engine:
         t = self._clock()
         gen = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         stream = TextStream(self.processor.decode, list(stop or []), on_text)
-        out, fed = generate(self.model, self._cache, logits, len(ids), delta,
-                            max_new_tokens=max_new_tokens,
-                            stop_ids=[] if ignore_end else self.processor.end_token_ids,
-                            stream=stream, temperature=temperature, top_p=top_p, generator=gen)
+        log.debug("decoding up to %d tokens after a %d-token prompt (%s)", max_new_tokens,
+                  len(ids), self.decoder.mode)
+        run = generate(self.decoder, self._cache, logits, len(ids), delta,
+                       max_new_tokens=max_new_tokens,
+                       stop_ids=[] if ignore_end else self.processor.end_token_ids,
+                       stream=stream, temperature=temperature, top_p=top_p, generator=gen,
+                       cancel=cancelled, sync_every=self.sync_every)
+        out = run.tokens
         text = stream.finish()
         timings["decode"] = self._clock() - t
         timings["tokens_per_s"] = len(out) / timings["decode"] if timings["decode"] > 0 else 0.0
 
-        self._cached_ids = ids + fed
+        self._cached_ids = ids + out[: run.fed]
         self._cache.length = len(self._cached_ids)
         self.last_stats = {"prompt_tokens": len(ids), "reused_tokens": start,
                            "prefilled_tokens": len(ids) - start,
                            "generated_tokens": len(out), "images": len(spans),
                            "images_encoded": self._encoded_now}
-        return ChatResult(text, out, timings)
+        if run.cancelled:
+            log.info("reply cancelled after %d tokens", len(out))
+        return ChatResult(text, out, timings, cancelled=run.cancelled)
 
     # -- prefix reuse ---------------------------------------------------------------------
 

@@ -71,6 +71,16 @@ class QwenVL(nn.Module):
         cache.length = start + input_ids.shape[0]
         return self.lm_head(h if all_logits else h[-1])
 
+    def decode(self, token: torch.Tensor, slot: torch.Tensor, rope_position: torch.Tensor,
+               cache: KVCache) -> torch.Tensor:
+        """One decode step, all inputs (1,) long tensors on the device: `token` goes into cache
+        row `slot` at MRoPE position `rope_position` (the same on all three axes) -> logits
+        (V,). The caller tracks cache.length; this writes only the one row."""
+        x = self.language_model.embed_tokens(token)  # (1, H)
+        positions = rope_position.view(1, 1).expand(3, 1)
+        h = self.language_model.decode(x, positions, cache, slot)
+        return self.lm_head(h[0])
+
 
 Qwen3VLMoe = QwenVL  # the first family's name, kept for existing callers
 

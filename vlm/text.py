@@ -16,7 +16,20 @@ import torch.nn.functional as F
 import kernels
 from vlm.cache import KVCache
 from vlm.config import TextConfig
-from vlm.layers import GatedMLP, RMSNorm, apply_rotary, packed_attention
+from vlm.layers import GatedMLP, RMSNorm, apply_rotary, packed_attention, rotate_half
+
+
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     slot: torch.Tensor) -> torch.Tensor:
+    """One decode token against the whole static cache: q (Hkv, g, D), the g query heads
+    sharing each kv head; k/v (Hkv, C, D); rows after `slot` ((1,) long) are masked out.
+
+    Fixed shapes whatever the cache length, so the decode step traces and captures once per
+    capacity; the cost is reading C rows instead of the valid ones (capacity is the
+    conversation rounded up to cache.CAPACITY_STEP).
+    """
+    visible = torch.arange(k.shape[1], device=k.device) <= slot  # (C,)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
 
 
 def mrope_axis(cfg: TextConfig) -> torch.Tensor:
@@ -86,6 +99,22 @@ class Attention(nn.Module):
         o = packed_attention(q, k_all, v_all, cu_q, cu_k, t, s, causal=True)  # (T, Hq, D)
         return self.o_proj(o.reshape(t, -1))
 
+    def decode(self, x, cos, sin, cache: KVCache, layer: int, slot: torch.Tensor):
+        """x (1, H) at cache row `slot` ((1,) long, device) -> (1, H); no host values."""
+        q = self.q_norm(self.q_proj(x).view(1, self.hq, self.d))
+        k = self.k_norm(self.k_proj(x).view(1, self.hkv, self.d))
+        v = self.v_proj(x).view(1, self.hkv, self.d)
+        # the plain rotary formula: apply_rotary's out= writes do not trace, and at one
+        # token there are no copies worth avoiding
+        c, s = cos[:, None, :], sin[:, None, :]
+        q = q * c + rotate_half(q) * s
+        k = k * c + rotate_half(k) * s
+        k_all, v_all = cache.write_token(layer, slot, k, v)  # (Hkv, C, D)
+        g = self.hq // self.hkv
+        # query head kv*g + j is row j of kv head kv: K/V are read once per kv head
+        o = decode_attention(q.view(self.hkv, g, self.d), k_all, v_all, slot)  # (Hkv, g, D)
+        return self.o_proj(o.reshape(1, -1))
+
 
 class Experts(nn.Module):
     """Stacked expert weights in the published layout: y = x @ W (not nn.Linear's x @ W.T)."""
@@ -137,6 +166,10 @@ class DecoderLayer(nn.Module):
                                cu_q, cu_k)
         return x + self.mlp(self.post_attention_layernorm(x))
 
+    def decode(self, x, cos, sin, cache, slot):
+        x = x + self.self_attn.decode(self.input_layernorm(x), cos, sin, cache, self.index, slot)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
 
 class TextModel(nn.Module):
     def __init__(self, cfg: TextConfig):
@@ -172,4 +205,16 @@ class TextModel(nn.Module):
             x = layer(x, cos, sin, cache, start, cu_q, cu_k)
             if deepstack is not None and i < len(deepstack) and visual_index is not None:
                 x = x.index_add(0, visual_index, deepstack[i].to(x.dtype))
+        return self.norm(x)
+
+    def decode(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+               slot: torch.Tensor) -> torch.Tensor:
+        """One token: x (1, H) at cache row `slot` ((1,) long), positions (3, 1), both on
+        the device -> normed hidden (1, H). Every shape is fixed and nothing is read back
+        to the host, so this traces with fullgraph=True and captures into a CUDA graph."""
+        if x.device not in self._rope:
+            self._rope[x.device] = mrope_tables(self.cfg, x.device)
+        cos, sin = mrope_cos_sin(positions, *self._rope[x.device], x.dtype)
+        for layer in self.layers:
+            x = layer.decode(x, cos, sin, cache, slot)
         return self.norm(x)

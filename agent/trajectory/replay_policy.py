@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+from agent.policies import stream_text
 from agent.trajectory.loader import load_run
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class ReplayExhausted(RuntimeError):
 class ReplayReply:
     text: str
     timings: dict = field(default_factory=dict)
+    cancelled: bool = False  # `cancel` fired while it streamed: `text` is the part sent
 
 
 class ReplayPolicy:
@@ -50,7 +52,10 @@ class ReplayPolicy:
     def remaining(self) -> int:
         return len(self.replies) - self._next
 
-    def chat(self, messages: list[dict], *, on_text=None, **options) -> ReplayReply:
+    def chat(self, messages: list[dict], *, on_text=None, cancel=None, **options) -> ReplayReply:
+        """The next recorded reply, streamed in one piece (as before: a replayed run shows
+        each reply at once), so only a `cancel` that fires inside `on_text` has anything
+        to cut; see agent.policies.stream_text."""
         with self._lock:
             if self._next >= len(self.replies):
                 raise ReplayExhausted(
@@ -59,6 +64,5 @@ class ReplayPolicy:
                 )
             text = self.replies[self._next]
             self._next += 1
-        if on_text is not None:
-            on_text(text)
-        return ReplayReply(text=text, timings={})
+        sent, cancelled = stream_text(text, on_text, cancel, chunk=max(len(text), 1))
+        return ReplayReply(text=sent, timings={}, cancelled=cancelled)

@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
         print(f"deskpilot serve: {exc}", file=sys.stderr)  # noqa: T201
         return 2
 
-    from vlm.server import ChatServer, bind_socket, serve
+    from app.server import ChatServer, bind_socket, serve
 
     # Bind first, so a busy port fails in a second rather than after minutes of loading.
     try:

@@ -18,20 +18,15 @@ and tokens_per_s) that `RemotePolicy` records.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
-import io
 import json
 import logging
-import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,30 +35,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.server_requests import (  # noqa: F401 - re-exported: the server's request API
+    MAX_IMAGE_PIXELS,
+    MAX_TOKENS_LIMIT,
+    ChatRequest,
+    RequestError,
+    decode_image,
+    parse_messages,
+    parse_request,
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # a few full-HD PNG screenshots with headroom
 DEFAULT_MAX_TOKENS = 512
-MAX_TOKENS_LIMIT = 32768
-MAX_IMAGE_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 _DRAIN_BYTES = 64 * 1024 * 1024  # read (and drop) this much of an oversized body, then 413
-_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(.*)", re.S)
-_ROLES = ("system", "user", "assistant")
-# Request fields that would change the answer and that we cannot honour: refuse them.
-_UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format")
-
-
-class RequestError(Exception):
-    """A request the server refuses, with its HTTP status and OpenAI error fields."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
 
 
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 500: "server_error",
@@ -77,182 +63,6 @@ def error_response(error: RequestError) -> JSONResponse:
     # 503 only means "still loading": tell clients (RemotePolicy does) when to come back.
     headers = {"Retry-After": str(LOADING_RETRY_AFTER_S)} if error.status == 503 else None
     return JSONResponse({"error": body}, status_code=error.status, headers=headers)
-
-
-@dataclass
-class ChatRequest:
-    """A validated /v1/chat/completions request; messages already in Qwen format."""
-
-    messages: list[dict]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    stop: list[str] | None
-    stream: bool
-    include_usage: bool
-    seed: int | None = None
-
-
-def decode_image(url: Any, param: str):
-    """A base64 data URL -> decoded PIL image; anything else -> RequestError(400)."""
-    from PIL import Image
-
-    if not isinstance(url, str):
-        raise RequestError(400, f"{param} must be a string data URL", param)
-    if url.startswith(("http://", "https://", "file:", "ftp:")):
-        raise RequestError(
-            400,
-            f"{param}: this server does not fetch images from URLs; send the image inline "
-            "as a base64 data URL (data:image/png;base64,...)",
-            param,
-            "image_url_not_supported",
-        )
-    match = _DATA_URL.fullmatch(url.strip())
-    if match is None:
-        raise RequestError(
-            400, f"{param} must be a data URL like data:image/png;base64,...", param
-        )
-    try:
-        data = base64.b64decode(re.sub(r"\s+", "", match.group(1)), validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(400, f"{param}: the base64 data is broken", param) from None
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise RequestError(
-                400, f"{param}: image {width}x{height} has more than {MAX_IMAGE_PIXELS} pixels",
-                param,
-            )
-        image.load()
-    except RequestError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise RequestError(
-            400, f"{param}: not a readable image ({type(exc).__name__}: {exc})", param
-        ) from None
-    # Mode kept as sent (RGBA too): the engine's processor converts it exactly as it would
-    # a local image, so served and local replies agree.
-    return image
-
-
-def _content_part(part: Any, param: str) -> dict:
-    if not isinstance(part, dict):
-        raise RequestError(400, f"{param} must be an object", param)
-    kind = part.get("type")
-    if kind == "text":
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise RequestError(400, f"{param}.text must be a string", param)
-        return {"type": "text", "text": text}
-    if kind == "image_url":
-        image_url = part.get("image_url")
-        url = image_url.get("url") if isinstance(image_url, dict) else image_url
-        # The processor applies the checkpoint's own min/max pixels, as vLLM does; an
-        # image the dialect already resized is a fixed point of that resize.
-        return {"type": "image", "image": decode_image(url, f"{param}.image_url.url")}
-    raise RequestError(
-        400, f"{param}.type must be 'text' or 'image_url', got {kind!r}", f"{param}.type"
-    )
-
-
-def parse_messages(raw: Any) -> list[dict]:
-    """OpenAI chat messages -> Qwen-format messages with PIL images."""
-    if not isinstance(raw, list) or not raw:
-        raise RequestError(400, "messages must be a non-empty list", "messages")
-    messages = []
-    for i, message in enumerate(raw):
-        param = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise RequestError(400, f"{param} must be an object", param)
-        role = message.get("role")
-        if role not in _ROLES:
-            raise RequestError(
-                400, f"{param}.role must be one of {', '.join(_ROLES)}, got {role!r}",
-                f"{param}.role",
-            )
-        content = message.get("content")
-        if isinstance(content, str):
-            messages.append({"role": role, "content": content})
-        elif isinstance(content, list) and content:
-            parts = [_content_part(p, f"{param}.content[{j}]") for j, p in enumerate(content)]
-            messages.append({"role": role, "content": parts})
-        else:
-            raise RequestError(
-                400, f"{param}.content must be a string or a non-empty list of parts",
-                f"{param}.content",
-            )
-    return messages
-
-
-def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise RequestError(400, f"{name} must be a number in [{low:g}, {high:g}]", name)
-    return float(value)
-
-
-def parse_request(body: Any, model_name: str, default_max_tokens: int) -> ChatRequest:
-    """Validate a decoded JSON body; raises RequestError with the offending field."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if model not in (None, "", model_name):
-        raise RequestError(
-            404, f"model {model!r} is not served here; this server serves {model_name!r}",
-            "model", "model_not_found",
-        )
-    for name in _UNSUPPORTED:
-        if body.get(name) is not None:
-            raise RequestError(400, f"{name} is not supported by this server", name)
-    if body.get("n") not in (None, 1):
-        raise RequestError(400, "only n=1 is supported", "n")
-    if body.get("logprobs"):
-        raise RequestError(400, "logprobs are not supported", "logprobs")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is None:
-        max_tokens = default_max_tokens
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not (
-        1 <= max_tokens <= MAX_TOKENS_LIMIT
-    ):
-        raise RequestError(400, f"max_tokens must be an integer in [1, {MAX_TOKENS_LIMIT}]",
-                           "max_tokens")
-    temperature = _number(body, "temperature", 0.0, 0.0, 2.0)
-    top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
-    if top_p == 0.0:
-        raise RequestError(400, "top_p must be greater than 0", "top_p")
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None and (
-        not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)
-    ):
-        raise RequestError(400, "stop must be a string or a list of non-empty strings", "stop")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise RequestError(400, "stream must be true or false", "stream")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RequestError(400, "seed must be an integer", "seed")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise RequestError(400, "stream_options must be an object", "stream_options")
-    return ChatRequest(
-        messages=parse_messages(body.get("messages")),
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        stop=stop or None,
-        stream=stream,
-        include_usage=bool(options.get("include_usage")),
-        seed=seed,
-    )
-
-
-class _ClientGone(Exception):
-    """Raised from on_text to stop generating for a client that disconnected."""
 
 
 class ChatServer:
@@ -419,21 +229,29 @@ class ChatServer:
         except (ValueError, UnicodeDecodeError) as exc:
             raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
 
-    async def _generate(self, chat: ChatRequest, on_text: Callable[[str], None] | None):
-        """Run one generation on the worker thread, after those queued before it."""
+    async def _generate(self, chat: ChatRequest, on_text: Callable[[str], None] | None,
+                        cancel: threading.Event | None = None):
+        """Run one generation on the worker thread, after those queued before it. `cancel`
+        (set when the client goes away) is the engine's cancel hook: it stops within a
+        token."""
         if self._lock is None:
             self._lock = asyncio.Lock()
+        cancel = cancel or threading.Event()
         loop = asyncio.get_running_loop()
         async with self._lock:
-            future = loop.run_in_executor(self._worker, self._run_engine, chat, on_text)
+            if cancel.is_set():
+                raise asyncio.CancelledError
+            future = loop.run_in_executor(self._worker, self._run_engine, chat, on_text,
+                                          cancel)
             try:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:
+                cancel.set()  # the request was abandoned: stop generating for it
                 # Keep the lock until the model is really free.
                 await asyncio.wait([future])
                 raise
 
-    def _run_engine(self, chat: ChatRequest, on_text):
+    def _run_engine(self, chat: ChatRequest, on_text, cancel: threading.Event):
         started = time.perf_counter()
         # seed only matters when sampling; an engine without it still serves greedy requests
         extra = {"seed": chat.seed} if chat.seed is not None and chat.temperature > 0 else {}
@@ -445,13 +263,15 @@ class ChatServer:
                 top_p=chat.top_p,
                 on_text=on_text,
                 stop=chat.stop,
+                cancel=cancel,
                 **extra,
             )
-        except _ClientGone:
-            raise
         except Exception as exc:
             log.exception("generation failed")
             raise RequestError(500, f"generation failed: {type(exc).__name__}: {exc}") from None
+        if getattr(result, "cancelled", False):  # its client left: nobody was served
+            log.info("generation cancelled after %d tokens", _n_tokens(result))
+            return result
         self.served += 1
         stats = getattr(self.engine, "last_stats", None)
         if isinstance(stats, dict) and "prompt_tokens" in stats:
@@ -494,8 +314,6 @@ class ChatServer:
         gone = threading.Event()
 
         def on_text(piece: str) -> None:
-            if gone.is_set():
-                raise _ClientGone
             loop.call_soon_threadsafe(queue.put_nowait, piece)
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
@@ -508,8 +326,8 @@ class ChatServer:
             }
             return f"data: {json.dumps(body)}\n\n"
 
-        task = asyncio.ensure_future(self._generate(chat, on_text))
-        # A disconnected client's generation ends in _ClientGone that nobody awaits.
+        task = asyncio.ensure_future(self._generate(chat, on_text, gone))
+        # A disconnected client's generation ends (cancelled) with nobody awaiting it.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
             yield chunk({"role": "assistant", "content": ""})
@@ -537,7 +355,7 @@ class ChatServer:
             yield "data: [DONE]\n\n"
         finally:
             if not task.done():
-                gone.set()  # the client left: stop generating at the next piece of text
+                gone.set()  # the client left: the engine stops before its next token
                 log.info("client disconnected; stopping its generation")
 
     # -- errors -------------------------------------------------------------------------
