@@ -78,7 +78,8 @@ class _Aim:
         return entry[part] if part else entry
 
     def point(self, r: dict, fx: float = 0.5, fy: float = 0.5) -> A.Point:
-        return A.Point((r["x"] + r["width"] * fx) / self.dpr, (r["y"] + r["height"] * fy) / self.dpr)
+        x, y = r["x"] + r["width"] * fx, r["y"] + r["height"] * fy
+        return A.Point(x / self.dpr, y / self.dpr)
 
     def at(self, widget_id: str) -> A.Point:
         return self.point(self.rect(widget_id))
