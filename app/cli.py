@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "benchmarks: `bench step`, `bench kernels`"),
     "serve": ("serve", "serve a local model over an OpenAI-compatible HTTP API"),
     "train": ("train", "fine-tune the model on recorded runs: `train sft|dpo|plan`"),
+    "eval": ("eval", "measure a policy: `eval tasks` (practice suite), `eval grounding`"),
+    "tasks": ("tasks", "the practice task suite: `tasks show|label|export-grounding`"),
 }
 
 

@@ -14,7 +14,6 @@ widget of a screenshot (label, kind, box) for training signals richer than one c
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable
@@ -26,10 +25,7 @@ from agent import frames as F
 from agent.protocols import Dialect, TextCallback
 from agent.tasks.checker import value_matches
 from agent.tasks.layout import Task
-from agent.tasks.simulate import WHEEL_ROWS
 from agent.tasks.state import centre, happened
-
-MAX_WHEEL = 10  # notches per scroll action
 
 
 @dataclass(frozen=True)
@@ -198,14 +194,13 @@ def _fix_value(task: Task, state: dict, aim: _Aim, widget_id: str, expected: Any
         if not rows:
             raise ExpertStuck(f"list {widget_id} reports no visible rows")
         target = widget.items.index(expected)
-        first, count = rows[0]["row"], len(rows)
-        distance = target - (first + count // 2)
-        notches = max(1, min(MAX_WHEEL, math.ceil(abs(distance) / WHEEL_ROWS)))
-        direction = "down" if distance > 0 else "up"
+        # The default scroll (5 notches): UI-TARS' scroll has no amount, and the
+        # practice lists show at least the rows one such scroll moves.
+        direction = "down" if target > rows[-1]["row"] else "up"
         return Move(_say(task, ("{I} is not in view; I scroll the list {D}.",
                                 "The list shows {A} to {B}; scrolling {D} towards {I}."), step,
                          I=expected, D=direction, A=rows[0]["label"], B=rows[-1]["label"]),
-                    A.Scroll(direction, point=aim.at(widget_id), amount=notches))
+                    A.Scroll(direction, point=aim.at(widget_id)))
     if widget.kind == "slider":
         handle = entry["handle"]
         low, high = expected

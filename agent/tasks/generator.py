@@ -288,10 +288,13 @@ def _skill_spec(skill: str, rng: random.Random, b: _Builder, level: Difficulty) 
     elif skill == "scroll_select":
         s.kind = "multi"
         stem = rng.choice(V.LIST_STEMS)
-        rows_visible = rng.randint(6, 10)
-        count = rng.randint(40, 120)
+        # At least as many rows in view as one scroll moves (5 wheel notches of 3 rows,
+        # what UI-TARS' scroll does), so no row can be skipped over; the target is at
+        # most three scrolls away.
+        rows_visible = rng.randint(15, 17)
+        count = rng.randint(40, 90)
         block = b.list_block(stem, count, _row_px(b.font_px), rows_visible)
-        target = rng.randint(rows_visible + 2, count - 1)
+        target = rng.randint(rows_visible + 2, min(count - 1, rows_visible + 44))
         s.blocks = [block]
         label = f"{stem} {target}"
         s.goal_values = {block.widgets[0].id: label}
