@@ -182,6 +182,8 @@ def evaluate_tasks(
     policy for it (a model is built once by the caller and returned each time; the
     expert and scripts are per task). The screen's env is wrapped in a FrameTracker."""
     results: list[TaskResult] = []
+    # The first resize imports qwen_vl_utils (and torch): seconds that belong to no task.
+    dialect.model_size(640, 480)
     for seed in seeds:
         task = generate(seed)
         screen = open_screen(task)

@@ -177,6 +177,7 @@ class TaskWindow(QtWidgets.QWidget):
             q.setCursorPosition(len(w.value or ""))
             q.textChanged.connect(lambda text, wid=w.id: self._set(wid, text))
             q.selectionChanged.connect(self._changed)
+            q.installEventFilter(self)  # focus is part of the state
         elif w.kind == "checkbox":
             q = QtWidgets.QCheckBox(w.label, parent)
             q.setChecked(bool(w.value))
@@ -361,6 +362,11 @@ class TaskWindow(QtWidgets.QWidget):
         if self.on_change is not None:
             self.on_change()
 
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() in (QtCore.QEvent.Type.FocusIn, QtCore.QEvent.Type.FocusOut):
+            QtCore.QTimer.singleShot(0, self._changed)  # once focusWidget() has moved
+        return super().eventFilter(watched, event)
+
     def moveEvent(self, event) -> None:  # noqa: N802 - geometry is part of the state
         super().moveEvent(event)
         self._changed()
@@ -438,7 +444,9 @@ class TaskWindow(QtWidgets.QWidget):
                 elif w.kind == "slider":
                     entry["handle"] = self._rect(q, self._slider_handle(q))
             widgets[w.id] = entry
-        focus = QtWidgets.QApplication.focusWidget()
+        # The window's own focus child: without a window manager the window may never
+        # become "active", yet X still delivers the keys to it.
+        focus = self.focusWidget()
         focus_id = next((wid for wid, q in self.widgets.items()
                          if q is focus and isinstance(q, QtWidgets.QLineEdit)), None)
         return {

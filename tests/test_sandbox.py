@@ -64,3 +64,35 @@ def test_state_is_written_atomically(window, tmp_path):
     w.line_edit.setText("x" * 1000)
     assert read(path)["line_edit"] == "x" * 1000
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp files left
+
+
+def test_task_window_mirrors_its_state_to_the_file(qtbot, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from agent.tasks import generate
+    from app.sandbox import task_window
+
+    seed = next(s for s in range(100) if generate(s).skill == "click")
+    path = tmp_path / "task.json"
+    w = task_window(seed, path)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: path.exists() and read(path)["visible"])
+    state = read(path)
+    task = generate(seed)
+    assert state["task_seed"] == seed and w.windowTitle() == task.instruction
+    win = state["window"]
+    assert (win["width"], win["height"]) == (task.layout.width, task.layout.height)
+    target = task.goal.events[0]["widget"]
+    qtbot.mouseClick(w.widgets[target], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: any(e["widget"] == target for e in read(path)["events"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["task.json"]
+
+
+def test_sandbox_command_refuses_a_negative_seed(capsys):
+    from app.commands.sandbox import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--task-seed", "-3"])
+    assert exc.value.code == 2
+    assert "non-negative" in capsys.readouterr().err
