@@ -30,6 +30,9 @@ DIALOG_ID = "d0"
 
 def prepare_application(app: QtWidgets.QApplication) -> None:
     """One style and palette whatever the platform, so renders match pixel for pixel."""
+    if app.property("deskpilot_task_style"):
+        return  # setting a style repolishes every widget: once is enough
+    app.setProperty("deskpilot_task_style", True)
     app.setStyle("Fusion")
     app.setPalette(app.style().standardPalette())
     app.setCursorFlashTime(0)  # a steady text cursor: a blink would differ frame to frame

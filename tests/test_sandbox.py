@@ -96,3 +96,35 @@ def test_sandbox_command_refuses_a_negative_seed(capsys):
         main(["--task-seed", "-3"])
     assert exc.value.code == 2
     assert "non-negative" in capsys.readouterr().err
+
+
+def test_welcome_practice_task_fills_in_the_instruction(qtbot, tmp_path, monkeypatch):
+    """The welcome screen's button opens a practice task's window (a real child process,
+    ended here) and puts its instruction in the task box, ready to Run."""
+    import os
+    import signal
+
+    from agent.settings import Settings
+    from agent.tasks import generate
+    from app.commands.gui import build_window
+    from app.practice_actions import open_practice_task
+
+    monkeypatch.setenv("DESKPILOT_CONFIG_DIR", str(tmp_path / "config"))
+    settings = Settings(runs_dir=str(tmp_path / "runs"))
+    settings.save()
+    win = build_window(settings)
+    qtbot.addWidget(win)
+    win.show()
+    assert win.welcome_shown()
+    assert win.welcome.practice_button.text() == "Try a practice task"
+    from PySide6.QtCore import SIGNAL
+
+    assert win.welcome.receivers(SIGNAL("try_practice_task()")) == 1  # wired to the controller
+    task, pid = open_practice_task(win.controller, seed=42)
+    try:
+        assert pid is not None
+        assert win.task_panel.task() == generate(42).instruction == task.instruction
+        assert not win.welcome_shown()
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
