@@ -52,15 +52,27 @@ class TaskScreen(Protocol):
 
 class FrameTracker:
     """Wraps an Env and remembers the Frame of the latest observation (for the expert,
-    which needs to know how the screenshot maps onto the screen)."""
+    which needs to know how the screenshot maps onto the screen), and, given the
+    window's `read_state`, the dense labels of every screenshot (agent.tasks.dense_labels:
+    each visible widget's label, kind and box in the screenshot's pixels)."""
 
-    def __init__(self, env: Env):
+    def __init__(self, env: Env, read_state: Callable[[], dict | None] | None = None):
         self.env = env
+        self.read_state = read_state
         self.frame: F.Frame | None = None
+        self.labels: list[list[dict]] = []  # one list per observation, in order
 
     def observe(self) -> Observation:
         observation = self.env.observe()
         self.frame = observation.frame
+        state = self.read_state() if self.read_state is not None else None
+        if state:
+            from agent.tasks import dense_labels
+
+            sx, sy = observation.frame.scale
+            origin = (round(observation.frame.monitor.left * sx),
+                      round(observation.frame.monitor.top * sy))
+            self.labels.append(dense_labels(state, origin))
         return observation
 
     def execute(self, action: A.Action):
@@ -143,9 +155,12 @@ def run_task(
                   chat_options=chat_options)
     steps = 0
     started = time.perf_counter()
+    labels = env.labels if isinstance(env, FrameTracker) and env.read_state else None
     try:
         for step in agent.run(task.instruction):
             recorder.write_step(step)
+            if labels is not None and step.index < len(labels):
+                _append_labels(recorder.run_dir, step.index, labels[step.index])
             steps += 1
     except BaseException as exc:
         recorder.finish("error", f"{type(exc).__name__}: {exc}")
@@ -165,6 +180,14 @@ def run_task(
                       seconds_per_step=round(elapsed / max(1, steps), 4),
                       run=str(recorder.run_dir), skill=task.skill, outcome=outcome,
                       failures=failures)
+
+
+LABELS_FILE = "labels.jsonl"  # beside steps.jsonl: the dense labels of each screenshot
+
+
+def _append_labels(run_dir: Path, index: int, labels: list[dict]) -> None:
+    with open(run_dir / LABELS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"index": index, "labels": labels}, ensure_ascii=False) + "\n")
 
 
 def evaluate_tasks(
@@ -188,7 +211,7 @@ def evaluate_tasks(
         task = generate(seed)
         screen = open_screen(task)
         try:
-            tracker = FrameTracker(screen.env)
+            tracker = FrameTracker(screen.env, screen.read_state)
             screen.env = tracker
             policy = make_policy(task, screen, tracker)
             result = run_task(task, screen, policy, dialect, **run_options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,13 @@ def test_eval_tasks_offscreen_with_the_expert_scores_one(tmp_path, deskpilot):
         assert run.meta["extra"]["practice_task"]["seed"] == entry["seed"]
         assert run.meta["extra"]["check"]["success"] is True
         assert run.steps[0]["reply"].startswith("Thought: ")
+        lines = (Path(entry["run"]) / "labels.jsonl").read_text().splitlines()
+        assert [json.loads(line)["index"] for line in lines] == list(range(entry["steps"]))
+        labels = json.loads(lines[0])["labels"]
+        task = generate(entry["seed"])
+        shown = {item["label"] for item in labels}
+        assert {w.label for w in task.layout.widgets if w.kind == "button" and not w.parent} \
+            <= shown
     html = (tmp_path / "r.html").read_text()
     assert "100.0%" in html and "seed" in html
 
