@@ -20,12 +20,11 @@ from collections.abc import Callable
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from agent.tasks.checker import initial_values
-from agent.tasks.layout import Task, Widget
+from agent.tasks.layout import DIALOG_ID, Task, Widget
 from agent.tasks.state import STATE_VERSION, rect
 
 Qt = QtCore.Qt
 FONT_FAMILY = "DejaVu Sans"  # installed with the fonts scripts/setup.sh pulls in
-DIALOG_ID = "d0"
 
 
 def prepare_application(app: QtWidgets.QApplication) -> None:

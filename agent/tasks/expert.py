@@ -160,7 +160,7 @@ def _fix_value(task: Task, state: dict, aim: _Aim, widget_id: str, expected: Any
                     A.Click(point=aim.at(tab.id)))
     widget = layout.widget(widget_id)
     entry = aim.rect(widget_id) if widget.kind != "label" else None
-    if widget.kind == "label":  # a radio group: click the option
+    if widget.kind == "label":  # a radio group's value is keyed by its caption's id
         option = next(w for w in layout.widgets if w.group == widget_id and w.label == expected)
         return Move(_say(task, ("Under {G} I select {O}.", "I'll pick the {O} option."), step,
                          G=widget.label, O=expected),

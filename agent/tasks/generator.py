@@ -15,10 +15,10 @@ from __future__ import annotations
 import colorsys
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.tasks import vocabulary as V
-from agent.tasks.layout import Box, Goal, Layout, Task, Widget
+from agent.tasks.layout import DIALOG_ID, Box, Goal, Layout, Task, Widget
 
 SINGLE_SKILLS = ("click", "double_click", "right_click", "hover", "tick", "radio")
 MULTI_SKILLS = ("type_submit", "form", "scroll_select", "slider_apply", "menu",
@@ -432,8 +432,6 @@ def generate(seed: int, difficulty: int | None = None, skill: str | None = None)
 
 
 def _moved(w: Widget, dx: int, dy: int) -> Widget:
-    from dataclasses import replace
-
     return replace(w, box=Box(w.box.x + dx, w.box.y + dy, w.box.width, w.box.height))
 
 
@@ -489,14 +487,12 @@ def _dialog(b: _Builder, spec: _Spec, widgets: list[Widget], width: int, height:
     dh = pad + title_h + 14 + check.box.height + 20 + b.row_h + pad
     dx = rng.randint(MARGIN, max(MARGIN, width - dw - MARGIN))
     dy = rng.randint(top + 10, max(top + 10, height - dh - 60))
-    did = "d0"
+    did = DIALOG_ID
     widgets.append(Widget(did, "dialog", d["title"], Box(dx, dy, dw, dh),
                           colour=_colour(rng, (0.93, 0.99), (0.0, 0.2))))
     widgets.append(Widget(f"{did}_title", "label", d["title"],
                           Box(dx + pad, dy + pad, dw - 2 * pad, title_h), parent=did))
     cy = dy + pad + title_h + 14
-    from dataclasses import replace
-
     check = replace(check, box=Box(dx + pad, cy, check.box.width, check.box.height), parent=did)
     widgets.append(check)
     by = cy + check.box.height + 20

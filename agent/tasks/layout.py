@@ -23,6 +23,7 @@ from typing import Any
 # while it is open; "hover" is a card that reacts to the pointer resting on it.
 KINDS = ("button", "field", "label", "checkbox", "radio", "list", "slider", "menu",
          "menu_item", "tab", "dialog", "hover", "status")
+DIALOG_ID = "d0"  # the one modal dialog a task may have; its children have it as parent
 # Kinds whose value is part of the state (and whose change the checker watches).
 VALUE_KINDS = ("field", "checkbox", "radio", "list", "slider", "tab")
 

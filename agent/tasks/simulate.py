@@ -18,7 +18,7 @@ from __future__ import annotations
 from agent import actions as A
 from agent.protocols import ExecutionResult
 from agent.tasks.checker import initial_values
-from agent.tasks.layout import Task, Widget
+from agent.tasks.layout import DIALOG_ID, Task, Widget
 from agent.tasks.state import STATE_VERSION, rect
 
 SLIDER_HANDLE_PX = 16
@@ -46,7 +46,7 @@ class TaskModel:
     def shown(self, w: Widget) -> bool:
         if w.kind == "menu_item":
             return self.open_menu == w.parent
-        if w.kind == "dialog" or (w.parent and w.parent.startswith("d")):
+        if w.kind == "dialog" or w.parent == DIALOG_ID:
             return self.dialog_open
         if w.page is not None:
             tab = self.layout.widget(w.page)
@@ -70,7 +70,7 @@ class TaskModel:
                     return w
         if self.dialog_open:
             for w in widgets:
-                if w.parent == "d0" and w.kind != "label" and w.box.contains(x, y):
+                if w.parent == DIALOG_ID and w.kind != "label" and w.box.contains(x, y):
                     return w
             return next(w for w in widgets if w.kind == "dialog")  # the modal takes it
         for w in widgets:
