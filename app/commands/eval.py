@@ -12,6 +12,7 @@ summary JSON is printed on stdout (and written to --json); progress goes to stde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -67,11 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    result = sys.stdout
     try:
-        return _tasks(args) if args.what == "tasks" else _grounding(args)
+        # stdout carries the summary JSON only: libraries that print (python-xlib warns
+        # about X authority on stdout) are sent to stderr meanwhile.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = _tasks(args) if args.what == "tasks" else _grounding(args)
     except UsageError as exc:
         print(f"deskpilot eval: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
+    _emit(summary, args.json, result)
+    return 0
 
 
 # --- shared -------------------------------------------------------------------------------
@@ -118,17 +125,17 @@ def _dialect(args: argparse.Namespace, settings: Any, scheme: str, target: str, 
         raise UsageError(f"dialect: {exc}") from exc
 
 
-def _emit(summary: dict, out: str | None) -> None:
+def _emit(summary: dict, out: str | None, stream) -> None:
     text = json.dumps(summary, indent=2, ensure_ascii=False)
     if out:
         path = Path(out).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")
-    print(text, flush=True)  # noqa: T201 - the command's result
+    print(text, file=stream, flush=True)  # noqa: T201 - the command's result
 
 
 def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)  # noqa: T201
+    print(text, file=sys.stderr, flush=True)  # noqa: T201 - progress, beside the JSON
 
 
 # --- tasks --------------------------------------------------------------------------------
@@ -142,7 +149,7 @@ def _screen_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _tasks(args: argparse.Namespace) -> int:
+def _tasks(args: argparse.Namespace) -> dict:
     from agent.eval import evaluate_tasks, tasks_report_html
     from agent.safety import SafetyPolicy
     from agent.tasks import ExpertPolicy, parse_seeds
@@ -196,8 +203,7 @@ def _tasks(args: argparse.Namespace) -> int:
         path.write_text(tasks_report_html(results), encoding="utf-8")
         _progress(f"report: {path}")
     _progress(f"success rate: {summary['success_rate']:.1%} over {len(results)} tasks")
-    _emit(summary, args.json)
-    return 0
+    return summary
 
 
 def _screen_opener(args: argparse.Namespace, settings: Any):
@@ -230,7 +236,7 @@ def _screen_opener(args: argparse.Namespace, settings: Any):
 # --- grounding ----------------------------------------------------------------------------
 
 
-def _grounding(args: argparse.Namespace) -> int:
+def _grounding(args: argparse.Namespace) -> dict:
     from agent.eval import GroundingFormatError, evaluate_grounding, load_grounding
 
     if args.policy == EXPERT:
@@ -261,7 +267,6 @@ def _grounding(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     _progress(f"accuracy: {summary['accuracy']:.1%} ({summary['correct']} of "
               f"{summary['total']})")
-    _emit(summary, args.json)
-    return 0
+    return summary
 
 
