@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", required=True, help="seeds, e.g. 0-49 or 3,7,10-12")
     common(t)
     t.add_argument("--report", metavar="HTML", help="write an HTML report of the evaluation")
+    t.add_argument("--difficulty", type=int, choices=range(4), metavar="0-3",
+                   help="every task at this difficulty (default: drawn from each seed)")
     t.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
                    help=f"step limit per task (default {DEFAULT_MAX_STEPS})")
     t.add_argument("--env", choices=("desktop", "offscreen"), default="desktop",
@@ -191,7 +193,8 @@ def _tasks(args: argparse.Namespace) -> dict:
 
     summary, results = evaluate_tasks(
         seeds, open_screen=open_screen, make_policy=make_policy, dialect=dialect,
-        on_result=report, runs_dir=runs_dir, model=target, backend=scheme,
+        on_result=report, difficulty=args.difficulty, runs_dir=runs_dir, model=target,
+        backend=scheme,
         max_steps=args.max_steps,
         safety=SafetyPolicy(settings.safety, command_patterns=settings.safety_command_patterns),
         env_name=args.env, settle_wait=settle_wait,
@@ -230,7 +233,8 @@ def _screen_opener(args: argparse.Namespace, settings: Any):
     if settle < 0:
         raise UsageError(f"--settle-timeout must be >= 0, got {settle}")
     return (lambda task: DesktopTaskScreen(task, monitor=monitor, settle_timeout=settle,
-                                           settle_threshold=settings.settle_threshold)), 1.0
+                                           settle_threshold=settings.settle_threshold,
+                                           difficulty=args.difficulty)), 1.0
 
 
 # --- grounding ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="what", required=True)
     show = sub.add_parser("show", help="print a task as JSON")
     show.add_argument("seed", type=int)
+    show.add_argument("--difficulty", type=int, choices=range(4), metavar="0-3")
     label = sub.add_parser("label", help="label every widget of a task's window (JSON)")
     label.add_argument("seed", type=int)
     label.add_argument("--image", metavar="PNG", help="also save the rendered screenshot")
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
         if args.what == "show":
             from agent.tasks import generate
 
-            print(json.dumps(generate(args.seed).to_dict(), indent=1))  # noqa: T201
+            print(json.dumps(generate(args.seed, args.difficulty).to_dict(), indent=1))  # noqa: T201
             return 0
         from app.commands.eval import _screen_size
 
