@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.common import EXIT_USAGE, UsageError, setup_logging
+from app.task_screens import SandboxStartError
 
 log = logging.getLogger("deskpilot.eval")
 DEFAULT_MAX_STEPS = 15  # practice tasks take at most 6 steps; a lost model stops soon
@@ -79,6 +80,9 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         print(f"deskpilot eval: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
+    except SandboxStartError as exc:  # the practice window did not come up
+        print(f"deskpilot eval: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     _emit(summary, args.json, result)
     return 0
 
