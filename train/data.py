@@ -371,13 +371,16 @@ def load_samples(inputs: Iterable[str], speaks: BaseSpeaks, *, only_success: boo
 
 
 def base_speaks(folder: Path, cfg, settings=None) -> BaseSpeaks:
-    """The base checkpoint's dialect (from its config.json, with the settings' history and
-    pixel bounds, as `deskpilot run` builds it) and its processor."""
+    """The base checkpoint's dialect and its processor, as `deskpilot run` will prompt the
+    trained model: the settings' dialect unless "auto" (then the checkpoint's, from its
+    config.json), with the settings' history length and pixel bounds."""
     from agent.dialects import dialect_for_checkpoint, get_dialect
     from vlm.processor import ImageSettings, Processor
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    name = dialect_for_checkpoint(config)
+    name = getattr(settings, "dialect", "auto") or "auto"
+    if name == "auto":
+        name = dialect_for_checkpoint(config)
     kw = {}
     if settings is not None:
         kw = dict(history_n=settings.history_n, max_pixels=settings.max_pixels,
