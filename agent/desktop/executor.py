@@ -15,10 +15,10 @@ import time
 
 from agent import actions as A
 from agent.desktop.clipboard import Clipboard, ClipboardError
-from agent.desktop.keys import map_key, map_keys
 from agent.desktop.monitors import scale_override
 from agent.desktop.pyautogui_loader import load_pyautogui
 from agent.frames import Rect
+from agent.keys import map_key, map_keys
 from agent.protocols import ExecutionResult
 
 log = logging.getLogger(__name__)
