@@ -86,5 +86,12 @@ class DesktopEnv:
         Waits return at once until the next observe()."""
         self.executor.cancel.set()
 
+    def release_held_keys(self) -> list[str]:
+        """Let go of every key a `press` still holds (the loop calls this when a run ends)."""
+        return self.executor.release_held()
+
     def close(self) -> None:
-        self.capturer.close()
+        try:
+            self.release_held_keys()
+        finally:
+            self.capturer.close()
