@@ -410,6 +410,11 @@ class Agent:
                 break
             decision = self.safety.decide(action, after_call_user=after_call_user)
             step.decisions.append(decision)
+            if not decision.allowed and self._stop.is_set():
+                # a stop while the person was being asked: the run was stopped, not refused
+                step.outcome = "stopped"
+                self._end("stopped", "stopped by the person while a confirmation was pending")
+                break
             if not decision.allowed:
                 step.outcome = "refused"
                 step.error = f"refused {_describe(action)}: {decision.reason}"
