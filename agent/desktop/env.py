@@ -109,6 +109,7 @@ class DesktopEnv:
                         ),
                         timeout=self.settle_timeout,
                         threshold=self.settle_threshold,
+                        stop=self.executor.cancel.is_set,  # Stop ends the wait at once
                     )
             except DisplayError as exc:
                 return ExecutionResult(ok=False, error=str(exc), details=result.details)
