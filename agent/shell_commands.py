@@ -28,7 +28,12 @@ _DOWNLOADERS = {"curl", "wget", "fetch", "iwr", "irm", "invoke-webrequest", "inv
                 "aria2c", "http", "https"}
 # Commands that run the rest of their arguments as another command.
 _PASS_THROUGH = {"env", "nohup", "time", "nice", "ionice", "exec", "command", "builtin",
-                 "stdbuf", "setsid", "unbuffer", "caffeinate", "xargs", "watch", "strace"}
+                 "stdbuf", "setsid", "unbuffer", "caffeinate", "xargs", "watch", "strace",
+                 "timeout", "chrt", "taskset", "flock"}
+# Interpreters whose inline code (`python -c '…'`) may hand a command to a shell
+# (os.system, subprocess, system(), exec): the code's string literals are judged.
+_CODE_FLAGS = {"python": "-c", "python3": "-c", "perl": "-e", "ruby": "-e", "node": "-e",
+               "php": "-r"}
 _PRIVILEGE = {"sudo", "doas", "pkexec", "runas", "gsudo", "su"}
 # Targets whose recursive deletion, chmod or chown wrecks the system or the home folder.
 _PRECIOUS = re.compile(
@@ -44,7 +49,8 @@ _FORK_BOMB = re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{[^}]*\1\s*\|\s*\1\s*&")
 # A shell fed by a download inside the line: `bash -c "$(curl …)"`, `sh <(wget …)`,
 # PowerShell's `iex (iwr …)` / `iex (New-Object Net.WebClient).DownloadString(…)`.
 _SHELL_OF_DOWNLOAD = re.compile(
-    r"(?<![\w.-])(sh|bash|zsh|dash|ksh|fish|python3?|perl|ruby|node)\b[^;&|\n]*?"
+    r"(?<![\w.-])(sh|bash|zsh|dash|ksh|fish|python3?|perl|ruby|node|eval|source|\.)(?=\s)"
+    r"[^;&|\n]*?"
     r"(\$\(|<\(|`)\s*(\S*/)?(curl|wget|fetch|aria2c)\b"
     r"|(?<![\w-])(iex|invoke-expression)\b[^;|\n]*?"
     r"\b(iwr|irm|invoke-webrequest|invoke-restmethod|downloadstring|net\.webclient)\b",
@@ -151,8 +157,16 @@ def _unwrap(words: list[str]) -> list[str] | str:
         if name in _SHELLS | {"pwsh", "powershell", "cmd"}:
             script = _inline_script(name, words[1:])
             if script is not None:
-                why = risky_command(script)
-                return why if why else []
+                return risky_command(script) or []
+        if name == "eval":
+            return risky_command(" ".join(words[1:])) or []
+        if name in _CODE_FLAGS and _CODE_FLAGS[name] in words[1:-1]:
+            code = words[words.index(_CODE_FLAGS[name], 1) + 1]
+            for literal in re.findall(r"'([^']*)'|\"([^\"]*)\"", code):
+                why = risky_command(literal[0] or literal[1])
+                if why:
+                    return why
+            return []
         return words
     return words
 
@@ -195,22 +209,42 @@ def _short_flags(lower: list[str]) -> str:
 
 
 def _rm(name, args, lower):
-    letters = "".join(a[1:] for a in args if re.fullmatch(r"-[A-Za-z]+", a))
     long = {a.split("=")[0] for a in lower if a.startswith("--")}
     if "--no-preserve-root" in long:
         return "rm --no-preserve-root deletes the whole system"
-    if set(letters) & set("rRf") or long & {"--recursive", "--force", "--dir"}:
+    if long & {"--recursive", "--force", "--dir"}:
         return f"{name} deletes recursively or by force"
+    for arg in args:
+        if not re.fullmatch(r"-[A-Za-z]+", arg):
+            continue
+        letters = arg[1:]
+        if set(letters) <= set("fiIrRdv"):  # a cluster of rm's own short options: -rf
+            if set(letters) & set("rRf"):
+                return f"{name} deletes recursively or by force"
+        elif _powershell_switch(letters, "recurse", 1) or _powershell_switch(letters, "force", 2):
+            # PowerShell's rm is Remove-Item: -Rec… / -Fo… are -Recurse and -Force
+            return f"{name} deletes recursively or by force"
     if any(_PRECIOUS.match(a) for a in args if not a.startswith("-")):
         return f"{name} deletes a system or home folder"
-    # PowerShell's rm is Remove-Item: -r / -rec… / -fo… are its -Recurse and -Force
-    if any(re.fullmatch(r"-(r|rec\w*|fo\w*)", a) for a in lower):
-        return f"{name} deletes recursively or by force"
+    return None
+
+
+def _powershell_switch(given: str, switch: str, shortest: int) -> bool:
+    """PowerShell accepts any unambiguous prefix of a parameter: -Rec for -Recurse."""
+    return len(given) >= shortest and switch.startswith(given.lower())
+
+
+def _mv(name, args, lower):
+    paths = [a for a in args if not a.startswith("-")]
+    if paths and (paths[-1] == "/dev/null" or any(_PRECIOUS.match(p) for p in paths[:-1])):
+        return f"{name} moves a system or home folder away (or into /dev/null)"
     return None
 
 
 def _remove_item(name, args, lower):
-    if any(re.fullmatch(r"-(r|re|rec\w*|fo\w*|f)", a) for a in lower):
+    switches = [a[1:] for a in lower if re.fullmatch(r"-[a-z]+", a)]
+    if any(_powershell_switch(s, "recurse", 1) or _powershell_switch(s, "force", 1)
+           for s in switches):
         return f"{name} deletes recursively or by force"
     if any(_PRECIOUS.match(a) for a in args if not a.startswith("-")):
         return f"{name} deletes a system or home folder"
@@ -383,7 +417,7 @@ _RULES = {
     # deleting: sh, PowerShell (rm/ri/del/erase/rd/rmdir are Remove-Item aliases there)
     "rm": _rm, "shred": _always("overwrites files so they cannot be recovered"),
     "rmdir": _rd, "rd": _rd, "remove-item": _remove_item, "ri": _remove_item,
-    "erase": _del, "del": _del, "find": _find,
+    "erase": _del, "del": _del, "find": _find, "mv": _mv, "move-item": _mv,
     # disks
     "dd": _dd, "format": _format, "wipefs": _disk_tool, "fdisk": _disk_tool,
     "sfdisk": _disk_tool, "gdisk": _disk_tool, "sgdisk": _disk_tool, "parted": _disk_tool,
