@@ -154,6 +154,10 @@ def _unwrap(words: list[str]) -> list[str] | str:
         if name in _PASS_THROUGH:
             words = _drop_options(words[1:])
             continue
+        if name in ("pwsh", "powershell") and any(
+            a.lower() in ("-encodedcommand", "-enc", "-ec", "-e") for a in words[1:]
+        ):
+            return f"{name} runs a hidden (base64-encoded) command"
         if name in _SHELLS | {"pwsh", "powershell", "cmd"}:
             script = _inline_script(name, words[1:])
             if script is not None:
@@ -184,7 +188,7 @@ def _inline_script(shell: str, args: list[str]) -> str | None:
         lower = arg.lower()
         if shell == "cmd" and lower in ("/c", "/k"):
             return " ".join(args[i + 1:])
-        if shell in ("pwsh", "powershell") and lower in ("-c", "-command", "-encodedcommand"):
+        if shell in ("pwsh", "powershell") and lower in ("-c", "-command"):
             return " ".join(args[i + 1:])
         if shell not in ("cmd", "pwsh", "powershell") and re.fullmatch(r"-[a-z]*c[a-z]*", lower):
             return args[i + 1] if i + 1 < len(args) else ""
@@ -225,7 +229,7 @@ def _rm(name, args, lower):
             # PowerShell's rm is Remove-Item: -Rec… / -Fo… are -Recurse and -Force
             return f"{name} deletes recursively or by force"
     if any(_PRECIOUS.match(a) for a in args if not a.startswith("-")):
-        return f"{name} deletes a system or home folder"
+        return f"{name} deletes a system or home folder, or everything in the current one"
     return None
 
 

@@ -91,6 +91,7 @@ RISKY = [
     "Stop-Process -Name explorer -Force",
     'powershell -Command "Remove-Item -Recurse C:\\x"',
     "Set-ExecutionPolicy Unrestricted",
+    "powershell -NoProfile -EncodedCommand SQBFAFgA",
     # cmd.exe
     "del /s /q C:\\Users",
     "DEL /F important.doc",
