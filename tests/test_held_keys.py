@@ -193,3 +193,26 @@ def test_a_held_shift_is_really_released_on_the_x_server(xvfb_display, tmp_path)
         assert ex.execute(A.Click(point, screen=point), Rect(0, 0, 1280, 800)).ok
         final = wait_state(state_file, lambda s: s["clicks"] == 2)
         assert final["click_modifiers"] == [["shift"], []]
+
+
+def test_the_app_worker_releases_held_keys_before_it_reports_the_end(qapp, keyboard, tmp_path,
+                                                                     monkeypatch):
+    """Even when recording a step fails (a full disk) after a key was pressed."""
+    from agent.dialects import get_dialect
+    from agent.trajectory import Recorder
+    from app.worker import RunRequest, RunWorker
+
+    def full_disk(self, step):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Recorder, "write_step", full_disk)
+    ex = Executor()
+    request = RunRequest(task="hold ctrl", policy=ScriptPolicy([PRESS_CTRL, FINISH]),
+                         env=KeyboardEnv(ex), dialect=get_dialect("uitars-1.5"), safety="off",
+                         runs_dir=tmp_path / "runs")
+    worker = RunWorker(request)
+    ended = []
+    worker.run_ended.connect(lambda outcome, *_: ended.append((outcome, set(keyboard.down))))
+    worker.run()  # on this thread: the signals are delivered directly
+    assert ("down", "ctrl") in keyboard.events
+    assert ended == [("error", set())]
