@@ -68,7 +68,7 @@ class WindowHider(QObject):
 
     _request = Signal(object)
 
-    def __init__(self, settle_s: float = 0.15, answer_timeout_s: float = 2.0,
+    def __init__(self, settle_s: float = 0.15, answer_timeout_s: float = 5.0,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.settle_s = settle_s

@@ -4,9 +4,9 @@ settles after an action.
 
 The run's screen is in memory, but it asks the app's real WindowHider to hide its
 windows around the capture and the settle wait and to keep them out of an action's way,
-exactly where DesktopEnv does. The test holds the GUI thread without serving events
-until the worker is inside the phase (so the worker's request to the GUI thread is
-pending), then quits as the application does (Controller.shutdown from aboutToQuit).
+exactly where DesktopEnv does. The test quits as the application does
+(Controller.shutdown from aboutToQuit) the moment the worker reaches the phase, just
+before the worker's request to the GUI thread for that phase.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class PhaseEnv(MemoryEnv):
     def reach(self, phase: str) -> None:
         if phase == self.phase:
             self.entered.set()
-            time.sleep(0.05)  # the GUI thread is quitting by now
+            time.sleep(0.2)  # the GUI thread is quitting by now, before our request
 
     def observe(self):
         self.reach("capture")
@@ -121,14 +121,16 @@ def test_quitting_at_every_phase_of_a_step_ends_the_run(qtbot, window, dialect, 
     replies = {"confirm": [CLOSE], "call_user": [ASK]}.get(phase, [CLICK] * 20)
     policy = PhasePolicy(replies, holder)
     assert c.start_run("quit at " + phase, policy=policy, dialect=dialect)
-    # Block the GUI thread without serving events until the worker is in the phase.
-    assert holder["env"].entered.wait(30), f"the run never reached {phase}"
+    # The GUI thread serves events until the worker is at the phase, then quits while the
+    # worker's request of that phase (if it makes one) is still to come.
+    qtbot.waitUntil(holder["env"].entered.is_set, timeout=30_000)
     started = time.monotonic()
     assert c.shutdown(timeout_ms=30_000), f"the run did not end when quitting at {phase}"
     assert time.monotonic() - started < 10
     qtbot.waitUntil(lambda: c.worker is None, timeout=10_000)
     assert c.last_outcome == "stopped"
     assert load_run(c.last_run_dir).outcome == "stopped"
+    assert c.hider.unanswered_count == 0  # every request was served, none timed out
 
 
 def test_a_closed_hider_never_waits_for_the_gui_thread(qtbot, window):
@@ -190,7 +192,7 @@ def test_the_control_strip_stays_on_screen_while_the_screen_settles(qtbot, windo
     assert not window_visible and strip_visible
     g = strip.frameGeometry()
     assert kept == [(g.x(), g.y(), g.width(), g.height())]
-    assert window.isVisible() and strip.isVisible()
+    qtbot.waitUntil(lambda: window.isVisible() and strip.isVisible(), timeout=5000)
 
 
 def test_the_settle_check_ignores_the_control_strip():
