@@ -128,10 +128,11 @@ def parse_keys(spec: str | list[str], *, what: str = "key") -> tuple[str, ...]:
     return tuple(keys)
 
 
-def map_key(name: str, platform: str = sys.platform) -> str:
-    """One key name (any spelling) -> the pyautogui name pressed on `platform`."""
+def map_key(name: str, platform: str | None = None) -> str:
+    """One key name (any spelling) -> the pyautogui name pressed on `platform` (default:
+    this OS, read at call time)."""
     key = canonical(name)
-    if platform == "darwin":
+    if (platform or sys.platform) == "darwin":
         if key in ("ctrl", "command") or key in _SUPER:
             return "command"
         if key == "alt":
@@ -142,7 +143,7 @@ def map_key(name: str, platform: str = sys.platform) -> str:
     return key
 
 
-def map_keys(names: Iterable[str], platform: str = sys.platform, known=None) -> list[str]:
+def map_keys(names: Iterable[str], platform: str | None = None, known=None) -> list[str]:
     """Map every key; with `known` (pyautogui.KEYBOARD_KEYS) reject unknown names."""
     names = list(names)
     keys = [map_key(n, platform) for n in names]
@@ -153,7 +154,7 @@ def map_keys(names: Iterable[str], platform: str = sys.platform, known=None) -> 
     return keys
 
 
-def to_platform(keys: Iterable[str], platform: str = sys.platform) -> frozenset[str]:
+def to_platform(keys: Iterable[str], platform: str | None = None) -> frozenset[str]:
     """The chord the executor presses on `platform`, left/right sides folded, for judging."""
     return frozenset(_SIDES.get(k, k) for k in map_keys(keys, platform))
 

@@ -162,7 +162,7 @@ class SafetyPolicy:
 
     command_patterns: regular expressions (searched case-insensitively) that replace the
     built-in command recogniser for submitted text, as a person configured them; None
-    keeps the recogniser. platform: the OS the keys are pressed on (sys.platform).
+    keeps the recogniser. platform: the OS the keys are pressed on (None: this one).
     """
 
     def __init__(
@@ -171,13 +171,13 @@ class SafetyPolicy:
         confirm: Confirm | None = None,
         command_patterns: list[str] | None = None,
         *,
-        platform: str = sys.platform,
+        platform: str | None = None,
     ):
         if level not in LEVELS:
             raise ValueError(f"unknown safety level {level!r}; choose one of {', '.join(LEVELS)}")
         self.level = level
         self.confirm = confirm
-        self.platform = platform
+        self.platform = platform or sys.platform
         self._patterns: list[re.Pattern[str]] | None = None
         if command_patterns is not None:
             self._patterns = []
