@@ -31,7 +31,8 @@ FINISH = "Thought: Done.\nAction: finished(content='ok')"
 class RecordingKeyboard:
     """The part of pyautogui the executor's key paths use; records every event."""
 
-    KEYBOARD_KEYS = {"ctrl", "shift", "alt", "a", "c", "v", "w", "enter", "f4"}
+    KEYBOARD_KEYS = {"ctrl", "shift", "alt", "a", "c", "v", "w", "enter", "f4", "esc",
+                     "command", "option"}
 
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
@@ -77,6 +78,22 @@ def test_a_hotkey_leaves_held_keys_down(keyboard):
     assert keyboard.down == {"ctrl"}
     ex.execute(A.Release(("ctrl",)), SCREEN)
     assert ex.held_keys == () and keyboard.down == set()
+
+
+@pytest.mark.parametrize("platform", ["darwin", "linux", "win32"])
+def test_safety_judges_exactly_the_chord_the_executor_presses(keyboard, monkeypatch, platform):
+    from agent.keys import to_platform
+
+    monkeypatch.setattr(sys, "platform", platform)
+    action = A.Hotkey(("ctrl", "alt", "esc"))
+    Executor().execute(action, SCREEN)
+    pressed = keyboard.events[-1][1:]
+    assert frozenset(pressed) == to_platform(action.keys)
+    why = SafetyPolicy("normal").risk(action)
+    if platform == "darwin":
+        assert pressed == ("command", "option", "esc") and "Force Quit" in why
+    else:
+        assert pressed == ("ctrl", "alt", "esc") and "xkill" in why
 
 
 class KeyboardEnv:
