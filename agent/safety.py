@@ -92,6 +92,8 @@ RISKY_CHORDS.update(
 )
 
 SUBMIT_KEYS = frozenset({"enter"})  # Return and keypad Enter are "enter" (agent/keys.py)
+# A terminal reads ctrl+m as Return and ctrl+j as a newline: they submit the line too.
+SUBMIT_CHORDS = frozenset({frozenset({"ctrl", "m"}), frozenset({"ctrl", "j"})})
 # Keys that move the keyboard focus to another field or window: the text typed so far
 # no longer goes where the next Enter goes.
 FOCUS_KEYS = frozenset({"tab"})
@@ -130,6 +132,12 @@ class _FieldState:
     def chord(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """`keys` pressed while the held keys are still down, held ones first."""
         return tuple(self.held) + tuple(k for k in keys if k not in self.held)
+
+
+def _submits(chord) -> bool:
+    """Whether pressing `chord` (canonical names) submits the focused field's text."""
+    keys = frozenset(chord)
+    return bool(keys & SUBMIT_KEYS) or keys in SUBMIT_CHORDS
 
 
 def _where(action: A.Action) -> tuple[float, float] | None:
@@ -217,7 +225,7 @@ class SafetyPolicy:
             why = self._chord_risk(action.name, "+".join(action.keys), keys)
             if why:
                 return why
-            if SUBMIT_KEYS & set(keys):
+            if _submits(self._field.chord(keys)):
                 return self._submit_risk(self._field.text + "\n")
         if isinstance(action, A.Type):
             typed = action.text + ("\n" if action.enter else "")
@@ -227,6 +235,8 @@ class SafetyPolicy:
                     why = self._chord_risk("type", repr(char), (canonical(char),))
                     if why:
                         return why
+                    if _submits(self._field.chord((canonical(char),))):
+                        return self._submit_risk(self._field.text + "\n")
             return self._submit_risk(self._field.text + typed)
         return None
 
@@ -277,7 +287,7 @@ class SafetyPolicy:
         elif isinstance(action, A.Hotkey | A.Press):
             keys = tuple(canonical(k) for k in action.keys)
             chord = set(field.chord(keys))
-            if chord & SUBMIT_KEYS:
+            if _submits(chord):
                 field.text = ""
             elif chord & FOCUS_KEYS:
                 field.text, field.field_point = "", None

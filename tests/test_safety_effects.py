@@ -37,6 +37,8 @@ def verdicts(policy: SafetyPolicy, *actions: A.Action) -> list[str]:
         A.Hotkey(("shift", "Return")),
         A.Type("\n"),
         A.Type("", enter=True),
+        A.Hotkey(("ctrl", "m")),  # a terminal's Return
+        A.Hotkey(("ctrl", "j")),
     ],
     ids=lambda a: f"{a.name}-{'+'.join(getattr(a, 'keys', ())) or repr(a.text)}",
 )
@@ -118,6 +120,12 @@ def test_pressing_the_keys_of_a_chord_one_by_one_is_the_chord():
 def test_typing_with_ctrl_held_presses_chords():
     policy = SafetyPolicy("normal")
     assert verdicts(policy, A.Press(("ctrl",)), A.Type("aw")) == ["run", "refused"]
+
+
+def test_held_ctrl_then_m_submits_like_return():
+    policy = SafetyPolicy("normal")
+    assert verdicts(policy, A.Type("sudo reboot"), A.Press(("ctrl",)), A.Type("m")) == [
+        "run", "run", "refused"]
 
 
 def test_released_keys_no_longer_count():
