@@ -281,7 +281,10 @@ class SafetyPolicy:
             field.click(action)
         elif isinstance(action, A.Type):
             if any(is_modifier(k) and k != "shift" for k in field.held):
-                return  # chords, not text
+                # chords, not text: ctrl+m / ctrl+j among them submitted the line
+                if any(_submits(field.chord((canonical(c),))) for c in action.text if c.strip()):
+                    field.text = ""
+                return
             typed = field.text + action.text + ("\n" if action.enter else "")
             field.text = re.split(r"\r\n|\r|\n", typed)[-1]
         elif isinstance(action, A.Hotkey | A.Press):
