@@ -5,6 +5,11 @@ pixels, already clamped by frames.to_screen). They are clamped to the monitor ag
 here, as defence in depth against an action built by hand or replayed from a file,
 then converted to the pixels pyautogui takes (times DESKPILOT_SCALE, see monitors.py).
 pyautogui.FAILSAFE stays on: a person slamming the pointer into a corner raises.
+
+Keys a `press` holds down are remembered until their `release`: a later hotkey leaves
+them down (so held ctrl + hotkey w is ctrl+w, as the safety policy judged it), and
+`release_held()` lets go of them when a run ends, however it ends — the loop calls it,
+DesktopEnv.close() calls it, and an atexit hook calls it if the process exits first.
 """
 
 from __future__ import annotations
