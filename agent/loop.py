@@ -196,12 +196,14 @@ class Agent:
                 raise RuntimeError("this agent is already running a task")
             self._running = True
         self.outcome, self.final_message = "", ""
+        self.safety.start_run()
         try:
             yield from self._run(task.strip())
         except GeneratorExit:
             self._end("stopped", "the run was closed before it ended")
             raise
         finally:
+            self._release_held_keys()
             # Ready for the next task: forget this run's stop, pause and unused answers
             # (cleared here, not at the start, so a stop pressed before the run began counts).
             self._stop.clear()
@@ -210,6 +212,17 @@ class Agent:
                 self._answers.get_nowait()
             with self._lock:
                 self._running = False
+
+    def _release_held_keys(self) -> None:
+        """However the run ends, let go of every key a `press` still holds down, so the
+        person is never left with a stuck Ctrl (an env without held keys has no hook)."""
+        release = getattr(self.env, "release_held_keys", None)
+        if not callable(release):
+            return
+        try:
+            release()
+        except Exception:
+            log.exception("could not release the held keys")
 
     def _end(self, outcome: str, message: str = "") -> None:
         if not self.outcome:
@@ -407,6 +420,11 @@ class Agent:
                 break
             decision = self.safety.decide(action, after_call_user=after_call_user)
             step.decisions.append(decision)
+            if not decision.allowed and self._stop.is_set():
+                # a stop while the person was being asked: the run was stopped, not refused
+                step.outcome = "stopped"
+                self._end("stopped", "stopped by the person while a confirmation was pending")
+                break
             if not decision.allowed:
                 step.outcome = "refused"
                 step.error = f"refused {_describe(action)}: {decision.reason}"

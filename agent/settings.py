@@ -101,8 +101,8 @@ class Settings:
     settle_timeout: float = 3.0  # seconds to wait for the screen to stop changing
     settle_threshold: float = 0.005  # share of pixels that may still change when settled
     safety: str = "normal"  # strict | normal | off
-    # regexes (case-insensitive) for typed commands that need confirmation when followed
-    # by Enter; None: agent.safety.DEFAULT_COMMAND_PATTERNS (rm -rf, sudo, shutdown, ...)
+    # regexes (case-insensitive) for typed commands that need confirmation when submitted;
+    # None: the built-in recogniser (agent/shell_commands.py); a list replaces it
     safety_command_patterns: list[str] | None = None
     stop_hotkey: str = "<ctrl>+<alt>+<shift>+s"  # pynput GlobalHotKeys syntax
     record: bool = True

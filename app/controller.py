@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QTimer
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QProcess, QTimer
 
 from app.demo_actions import DemoActions
 from app.hiding import WindowHider
@@ -233,7 +234,8 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
         return DesktopEnv(monitor=s.monitor, settle_timeout=s.settle_timeout,
                           settle_threshold=s.settle_threshold,
                           hide_windows=self.hider.hide_windows,
-                          before_action=self.hider.keep_clear)
+                          before_action=self.hider.keep_clear,
+                          settle_hiding=self.hider.settling)
 
     def _start_kill_switch(self, env: Any) -> None:
         if not _is_desktop(env):
@@ -386,17 +388,30 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
         panel.backend.setCurrentIndex(max(0, panel.backend.findData(backend)))
         self.window.show_tab(panel)
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """The application is quitting (not through the window): end the run and wait for
-        its thread, so the trajectory is finished and no running QThread is destroyed."""
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """The application is quitting (not through the window): end the run and let its
+        thread finish, so the trajectory is finished and no running QThread is destroyed.
+
+        Never blocks on the worker: this thread keeps serving events (the worker may be
+        waiting for windows to hide) while it waits, in short slices. True once the run's
+        thread has ended."""
         worker, thread = self.worker, getattr(self, "_thread", None)
+        self.hider.close()  # from now on no worker waits for this thread
         if worker is None or thread is None:
-            return
+            return True
         worker.stop()
         if self._env is not None and hasattr(self._env, "interrupt"):
             self._env.interrupt()
-        if not thread.wait(timeout_ms):
-            log.error("the run did not stop within %.0f s", timeout_ms / 1000)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            try:
+                if thread.wait(20):  # a 20 ms slice; then the event loop runs again
+                    return True
+            except RuntimeError:  # the finished thread was already deleted
+                return True
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        log.error("the run did not stop within %.0f s", timeout_ms / 1000)
+        return False
 
     def _close_guard(self) -> bool:
         """Closing during a run: stop it, keep the window until its trajectory is written."""

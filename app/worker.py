@@ -200,6 +200,7 @@ class RunWorker(QObject):
     def run(self) -> None:
         outcome, message = "error", ""
         recorder = None
+        steps = None
         try:
             recorder = self._make_recorder()
             self.agent = self._make_agent()
@@ -228,6 +229,10 @@ class RunWorker(QObject):
             outcome = "stopped" if self._stopped.is_set() and recorder is not None else "error"
             self.error.emit(message)
         finally:
+            if steps is not None:
+                # Ends the run now even when recording a step failed: the loop's own
+                # cleanup (releasing held keys) runs before the run is reported over.
+                steps.close()
             if recorder is not None:
                 try:
                     recorder.finish(outcome, message)

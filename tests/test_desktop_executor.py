@@ -6,8 +6,8 @@ import pytest
 
 from agent import actions as A
 from agent.desktop.executor import Executor, clamp, needs_clipboard
-from agent.desktop.keys import map_key, map_keys
 from agent.frames import Rect
+from agent.keys import map_key, map_keys
 from tests.sandbox_proc import centre, read_state, sandbox, wait_state
 
 SCREEN = Rect(0, 0, 1280, 800)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from agent import actions as A
 from agent.desktop.capture import Capturer, HideWindows, MonitorChoice
@@ -20,8 +22,31 @@ from agent.desktop.errors import DisplayError
 from agent.desktop.executor import Executor
 from agent.desktop.monitors import Monitor, require_display
 from agent.desktop.settle import wait_for_settle
-from agent.frames import Frame
+from agent.frames import Frame, Rect
 from agent.protocols import ExecutionResult, Observation
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+SettleHiding = Callable[[], AbstractContextManager]
+
+
+def blank_regions(image: Image, monitor: Rect, rects: list[tuple[int, int, int, int]]) -> Image:
+    """`image` of `monitor` with the desktop rectangles painted black (in place).
+
+    The app's control strip stays visible while the screen settles; its own changes
+    (a status line) must not count as the screen still changing."""
+    if not rects:
+        return image
+    from PIL import ImageDraw
+
+    sx, sy = image.width / monitor.width, image.height / monitor.height
+    draw = ImageDraw.Draw(image)
+    for x, y, w, h in rects:
+        left, top = (x - monitor.left) * sx, (y - monitor.top) * sy
+        draw.rectangle([left, top, left + w * sx, top + h * sy], fill=(0, 0, 0))
+    return image
+
 
 # Actions after which nothing on screen is expected to change because of us.
 NO_SETTLE = (A.Wait, A.Finished, A.CallUser, A.Press)
@@ -39,6 +64,7 @@ class DesktopEnv:
         *,
         executor: Executor | None = None,
         before_action: Callable[[A.Action], None] | None = None,
+        settle_hiding: SettleHiding | None = None,
     ):
         require_display()
         if settle_timeout < 0 or not 0 <= settle_threshold <= 1:
@@ -50,6 +76,10 @@ class DesktopEnv:
         # Called with each (screen-mapped) action just before it runs: the app uses it to
         # move its own windows out of the way, so a click never lands on deskpilot itself.
         self.before_action = before_action
+        # Around the settle wait after an action: hides the app's windows but keeps its
+        # controls (the Stop strip) reachable, yielding their desktop rectangles
+        # (x, y, width, height), which the settle check ignores. Default: hide everything.
+        self.settle_hiding = settle_hiding
         self._monitor: Monitor | None = None
 
     def monitors(self) -> list[Monitor]:
@@ -75,11 +105,17 @@ class DesktopEnv:
             try:
                 # Hidden once for the whole wait: hiding per frame would make the app's
                 # windows flicker, and their own changes must not keep the screen "busy".
-                with self.capturer.hiding():
+                hiding = self.settle_hiding() if self.settle_hiding else self.capturer.hiding()
+                with hiding as kept:
+                    kept = list(kept or [])
                     settle = wait_for_settle(
-                        lambda: self.capturer.grab(monitor, check_black=False, hide=False),
+                        lambda: blank_regions(
+                            self.capturer.grab(monitor, check_black=False, hide=False),
+                            monitor.rect, kept,
+                        ),
                         timeout=self.settle_timeout,
                         threshold=self.settle_threshold,
+                        stop=self.executor.cancel.is_set,  # Stop ends the wait at once
                     )
             except DisplayError as exc:
                 return ExecutionResult(ok=False, error=str(exc), details=result.details)
@@ -92,5 +128,12 @@ class DesktopEnv:
         Waits return at once until the next observe()."""
         self.executor.cancel.set()
 
+    def release_held_keys(self) -> list[str]:
+        """Let go of every key a `press` still holds (the loop calls this when a run ends)."""
+        return self.executor.release_held()
+
     def close(self) -> None:
-        self.capturer.close()
+        try:
+            self.release_held_keys()
+        finally:
+            self.capturer.close()

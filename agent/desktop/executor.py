@@ -5,20 +5,27 @@ pixels, already clamped by frames.to_screen). They are clamped to the monitor ag
 here, as defence in depth against an action built by hand or replayed from a file,
 then converted to the pixels pyautogui takes (times DESKPILOT_SCALE, see monitors.py).
 pyautogui.FAILSAFE stays on: a person slamming the pointer into a corner raises.
+
+Keys a `press` holds down are remembered until their `release`: a later hotkey leaves
+them down (so held ctrl + hotkey w is ctrl+w, as the safety policy judged it), and
+`release_held()` lets go of them when a run ends, however it ends — the loop calls it,
+DesktopEnv.close() calls it, and an atexit hook calls it if the process exits first.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 
 from agent import actions as A
 from agent.desktop.clipboard import Clipboard, ClipboardError
-from agent.desktop.keys import map_key, map_keys
 from agent.desktop.monitors import desktop_scale
 from agent.desktop.pyautogui_loader import load_pyautogui
 from agent.frames import Rect
+from agent.keys import map_key, map_keys
 from agent.protocols import ExecutionResult
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,8 @@ class Executor:
         self.paste_timeout = paste_timeout
         self.type_interval = type_interval
         self.cancel = threading.Event()  # set to cut a `wait` short (kill switch)
+        self._held: list[str] = []  # keys a `press` holds down, as pressed, in order
+        self._held_lock = threading.Lock()
 
     @property
     def clipboard(self) -> Clipboard:
@@ -130,21 +139,57 @@ class Executor:
             return self._scroll(gui, action, monitor)
         if isinstance(action, A.Hotkey):
             keys = map_keys(action.keys, known=gui.KEYBOARD_KEYS)
-            gui.hotkey(*keys)
-            return {"keys": keys}
+            # Keys still held by a `press` stay down: pyautogui.hotkey would release them.
+            held = self.held_keys
+            gui.hotkey(*[k for k in keys if k not in held])
+            return {"keys": keys, **({"held": list(held)} if held else {})}
         if isinstance(action, A.Press):
             keys = map_keys(action.keys, known=gui.KEYBOARD_KEYS)
             for key in keys:
+                with self._held_lock:
+                    if key not in self._held:
+                        self._held.append(key)
+                _release_at_exit(self)
                 gui.keyDown(key)
             return {"keys": keys}
         if isinstance(action, A.Release):
             keys = map_keys(action.keys, known=gui.KEYBOARD_KEYS)
             for key in reversed(keys):
                 gui.keyUp(key)
+                with self._held_lock:
+                    if key in self._held:
+                        self._held.remove(key)
             return {"keys": keys}
         if isinstance(action, A.Type):
             return self._type(gui, action.text, action.enter)
         raise ValueError("is not an action the desktop can execute")
+
+    @property
+    def held_keys(self) -> tuple[str, ...]:
+        """Keys pressed by `press` and not yet released (pyautogui names)."""
+        with self._held_lock:
+            return tuple(self._held)
+
+    def release_held(self) -> list[str]:
+        """Let go of every held key, last pressed first; returns what was released.
+
+        Called when a run ends in any way (agent.loop), and at process exit."""
+        with self._held_lock:
+            held, self._held = self._held, []
+        if not held:
+            return []
+        gui = load_pyautogui()
+        failed = []
+        for key in reversed(held):
+            try:
+                gui.keyUp(key)
+            except Exception as exc:  # one stuck key must not keep the others down
+                log.error("could not release the %s key: %s", key, exc)
+                failed.append(key)
+        if failed:
+            raise RuntimeError(f"could not release: {', '.join(failed)}")
+        log.info("released held keys: %s", ", ".join(reversed(held)))
+        return list(reversed(held))
 
     def _wait(self, seconds: float) -> dict:
         if not 0 <= seconds <= MAX_WAIT_S:
@@ -214,3 +259,26 @@ class Executor:
             if watch is not None:
                 watch.close()
         return fetched
+
+
+# Executors holding keys, released if the process exits with them still down (a crash
+# in the caller, sys.exit, Ctrl+C twice). Weak, so a finished executor is not kept alive.
+_HOLDING: weakref.WeakSet[Executor] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _release_at_exit(executor: Executor) -> None:
+    global _atexit_registered
+    _HOLDING.add(executor)
+    if not _atexit_registered:
+        atexit.register(release_all_held)
+        _atexit_registered = True
+
+
+def release_all_held() -> None:
+    """Release the held keys of every executor in this process."""
+    for executor in list(_HOLDING):
+        try:
+            executor.release_held()
+        except Exception as exc:
+            log.error("could not release held keys at exit: %s", exc)

@@ -52,8 +52,10 @@ def wait_for_settle(
     interval: float = 0.05,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] | None = None,
 ) -> SettleResult:
-    """Grab frames every `interval` s until two in a row differ by < `threshold`."""
+    """Grab frames every `interval` s until two in a row differ by < `threshold`, or
+    until `stop()` says the person pressed Stop (not settled, then)."""
     if timeout < 0 or not 0 <= threshold <= 1:
         raise ValueError(f"settle needs timeout >= 0 and 0 <= threshold <= 1, got "
                          f"timeout={timeout}, threshold={threshold}")
@@ -62,7 +64,7 @@ def wait_for_settle(
     frames, changed = 1, 1.0
     while True:
         elapsed = clock() - start
-        if elapsed >= timeout:
+        if elapsed >= timeout or (stop is not None and stop()):
             return SettleResult(False, elapsed, frames, changed)
         sleep(min(interval, max(0.0, timeout - elapsed)))
         current = thumbnail(grab())

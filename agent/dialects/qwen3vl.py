@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from agent import actions as A
 from agent.actions import ParseError
 from agent.dialects import history as H
-from agent.dialects.keys import normalize_keys
 from agent.dialects.prompts import qwen3vl_system_prompt, qwen3vl_task
 from agent.dialects.uitars_parser import split_think
 from agent.frames import model_image_size
+from agent.keys import parse_keys
 from agent.protocols import HistoryTurn
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _to_action(args: dict, actions: list[A.Action]) -> None:
         keys = required("keys")
         if not isinstance(keys, list | str):
             raise ParseError(f"keys must be a list of key names, got {_short(keys)}")
-        actions.append(A.Hotkey(keys=normalize_keys(keys, what="keys")))
+        actions.append(A.Hotkey(keys=parse_keys(keys, what="keys")))
     elif action in ("type", "answer"):
         text = required("text")
         if not isinstance(text, str):

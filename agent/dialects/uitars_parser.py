@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from agent import actions as A
 from agent.actions import ParseError
 from agent.dialects.callsyntax import Call, decode_string, parse_calls
-from agent.dialects.keys import normalize_keys
+from agent.keys import parse_keys
 
 # "Action:" not preceded by a word character (so Action_Summary: and PreviousAction: are
 # not markers), or a `= '` / `= "` that opens a quoted value to skip over.
@@ -329,7 +329,7 @@ def call_to_action(call: Call, coords: CoordinateCheck) -> A.Action:
             )
         return A.Scroll(direction, point=point("start_box") if "start_box" in args else None)
     if name in ("hotkey", "press", "release"):
-        keys = normalize_keys(decode_string(args["key"]), what=f"{name}(...) key")
+        keys = parse_keys(decode_string(args["key"]), what=f"{name}(...) key")
         return _KEY_ACTIONS[name](keys=keys)
     if name == "type":
         text, enter = decode_type_content(args["content"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from app.hiding import CONTROL_PROPERTY
+
 
 class ControlStrip(QWidget):
     pause_clicked = Signal()
@@ -18,6 +20,8 @@ class ControlStrip(QWidget):
                          | Qt.WindowType.WindowDoesNotAcceptFocus)
         # Never take the keyboard from the app the agent is typing into.
         self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating, True)
+        # Stays on screen while the screen settles after an action, so Stop is reachable.
+        self.setProperty(CONTROL_PROPERTY, True)
         self.setWindowTitle("deskpilot")
         self._paused = False
         self._drag: QPoint | None = None
