@@ -371,9 +371,22 @@ def fused_moe_ref(
         return _moe_host_loop(x, weights, ids, w_gate_up, w_down)
     if x.shape[0] * top_k <= GATHER_MAX_SLOTS:
         return _moe_gathered(x, weights, ids, w_gate_up, w_down)
-    if x.dtype == torch.bfloat16:
-        return _moe_grouped(x, weights, ids, w_gate_up, w_down)
+    if x.dtype == torch.bfloat16 and not _grouped_mm_failed:
+        try:
+            return _moe_grouped(x, weights, ids, w_gate_up, w_down)
+        except RuntimeError as exc:  # an arch or weight layout this torch's grouped GEMM rejects
+            _note_grouped_mm_failure(exc)
     return _moe_dense(x, weights, ids, w_gate_up, w_down)
+
+
+_grouped_mm_failed = False  # set once torch._grouped_mm refused our weights; not retried
+
+
+def _note_grouped_mm_failure(exc: Exception) -> None:
+    global _grouped_mm_failed
+    _grouped_mm_failed = True
+    log.warning("torch._grouped_mm is unusable here (%s); the MoE reference falls back to "
+                "computing every expert densely", exc)
 
 
 def _moe_host_loop(x, weights, ids, w_gate_up, w_down):

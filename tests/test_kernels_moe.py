@@ -71,6 +71,27 @@ def test_device_side_reference_paths_match_the_token_loop(t):
     assert ok, msg
 
 
+@in_parent
+def test_reference_survives_a_grouped_mm_that_refuses(monkeypatch):
+    """Where torch._grouped_mm rejects the weights (arch, layout), the device-side reference
+    warns once and computes every expert densely instead of failing."""
+    import kernels.moe as moe
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("grouped gemm is not supported on this device")
+
+    x, logits, wgu, wd = make(37, dtype=torch.bfloat16)
+    monkeypatch.setattr(torch, "_grouped_mm", refuse)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the device-side path
+    monkeypatch.setattr(moe, "_grouped_mm_failed", False)
+    out = moe.fused_moe_ref(x, logits, wgu, wd, 3)
+    assert moe._grouped_mm_failed
+    monkeypatch.undo()
+    want = naive_moe(x, logits, wgu, wd, 3)
+    ok, msg = within_rule(out, want.float(), fused_moe_ref(x, logits, wgu, wd, 3))
+    assert ok, msg
+
+
 def _moe_host_loop_bf16(bf16, weights, ids):
     from kernels.moe import _moe_host_loop
 
