@@ -9,6 +9,8 @@ The Triton kernels are forward-only: a call that autograd would record runs flas
 reference instead.
 Which implementation runs is decided once (see kernels/dispatch.py): flash-attn -> Triton on
 CUDA -> plain PyTorch; `DESKPILOT_KERNELS=torch|triton` forces one.
+Under torch.compile each op is a registered custom op (`torch.ops.deskpilot.*`, see
+kernels/ops.py), so a compiled model traces through them without graph breaks.
 """
 
 from __future__ import annotations
@@ -17,12 +19,26 @@ from kernels import dispatch
 
 __all__ = [
     "varlen_attention",
+    "decode_attention",
     "fused_moe",
     "rms_norm",
     "route",
     "backend",
     "reset_backend",
 ]
+
+
+def _ops():
+    """kernels.ops registers the torch custom ops (importing torch): done on first use."""
+    from kernels import ops
+
+    return ops
+
+
+def _compiling() -> bool:
+    import torch
+
+    return torch.compiler.is_compiling()
 
 
 def varlen_attention(
@@ -41,47 +57,59 @@ def varlen_attention(
 
     `cu_seqlens_*` are int32 cumulative starts with a leading 0; Hq is a multiple of Hkv.
     With `causal` and seqlen_k > seqlen_q, queries align to the END of their key sequence.
+    Calls with at most 16 query rows per sequence over a long KV (decode) take the split-K
+    kernel on Triton (kernels/decode.py).
     """
-    which = dispatch.choose(
-        "attention", q.device, q.dtype, q.shape[-1], grad=dispatch.wants_grad(q, k, v)
-    )
-    if which == "flash_attn":
-        from flash_attn import flash_attn_varlen_func
+    args = (q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), causal,
+            softmax_scale)
+    ops = _ops()
+    if _compiling() and not dispatch.wants_grad(q, k, v):
+        import torch
 
-        return flash_attn_varlen_func(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k),
-            softmax_scale=softmax_scale, causal=causal,
-        )
-    from kernels import attention
+        return torch.ops.deskpilot.varlen_attention(*args)
+    return ops.run_varlen_attention(*args)
 
-    impl = attention.varlen_attention if which == "triton" else attention.varlen_attention_ref
-    return impl(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k),
-        causal=causal, softmax_scale=softmax_scale,
-    )
+
+def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale: float | None = None):
+    """One query token per sequence over a KV cache: q (B, Hq, D), k/v (B, Hkv, S, D) head-major
+    (any strides with a dense head dim), cache_seqlens (B,) int32 -> (B, Hq, D); query b sees
+    keys [0, cache_seqlens[b]). Split-K (flash-decoding) on Triton; nothing is read back to the
+    host, so a CUDA graph per cache capacity stays valid.
+    """
+    ops = _ops()
+    if _compiling() and not dispatch.wants_grad(q, k_cache, v_cache):
+        import torch
+
+        return torch.ops.deskpilot.decode_attention(q, k_cache, v_cache, cache_seqlens,
+                                                    softmax_scale)
+    return ops.run_decode_attention(q, k_cache, v_cache, cache_seqlens, softmax_scale)
 
 
 def fused_moe(x, router_logits, w_gate_up, w_down, top_k: int, *, renormalize: bool = True):
     """Mixture of experts: x (T, H), router_logits (T, E), w_gate_up (E, H, 2I) gate first,
     w_down (E, I, H) -> y (T, H) = sum over the top_k experts of w_k * down(silu(gate) * up).
     """
-    from kernels import moe
+    ops = _ops()
+    if _compiling() and not dispatch.wants_grad(x, router_logits, w_gate_up, w_down):
+        import torch
 
-    grad = dispatch.wants_grad(x, router_logits, w_gate_up, w_down)
-    which = dispatch.choose("moe", x.device, x.dtype, grad=grad)
-    impl = moe.fused_moe if which == "triton" else moe.fused_moe_ref
-    return impl(x, router_logits, w_gate_up, w_down, top_k, renormalize=renormalize)
+        return torch.ops.deskpilot.fused_moe(x, router_logits, w_gate_up, w_down, int(top_k),
+                                             renormalize)
+    return ops.run_fused_moe(x, router_logits, w_gate_up, w_down, top_k, renormalize)
 
 
 def rms_norm(x, weight, eps: float, *, residual=None):
     """y = x / rms(x) * weight over the last dim; with `residual`, returns
     (norm(x + residual), x + residual)."""
-    from kernels import rmsnorm
-
+    ops = _ops()
     tensors = (x, weight) if residual is None else (x, weight, residual)
-    which = dispatch.choose("rms_norm", x.device, x.dtype, grad=dispatch.wants_grad(*tensors))
-    impl = rmsnorm.rms_norm if which == "triton" else rmsnorm.rms_norm_ref
-    return impl(x, weight, eps, residual=residual)
+    if _compiling() and not dispatch.wants_grad(*tensors):
+        import torch
+
+        if residual is None:
+            return torch.ops.deskpilot.rms_norm(x, weight, float(eps))
+        return torch.ops.deskpilot.rms_norm_residual(x, weight, float(eps), residual)
+    return ops.run_rms_norm(x, weight, eps, residual)
 
 
 def route(router_logits, top_k: int, renormalize: bool = True):

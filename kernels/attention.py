@@ -305,6 +305,47 @@ def _bottom_right_causal_mask(lq: int, lk: int, device, dtype) -> torch.Tensor:
     return mask
 
 
+def _segment_rows(cu: torch.Tensor, max_len: int, total: int):
+    """cu (B+1,) -> (index (B, max_len) of each segment's rows in the packed tensor, `total`
+    (one past the end) standing for padding; valid (B, max_len) bool). Device ops only."""
+    r = torch.arange(max_len, device=cu.device)
+    start = cu[:-1].long()[:, None]
+    valid = r[None, :] < (cu[1:].long()[:, None] - start)
+    return torch.where(valid, start + r[None, :], total), valid
+
+
+def _padded_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale, gqa):
+    """Several segments at once: gather them into a zero-padded (B, H, M, D) batch, one SDPA
+    with a per-segment mask, gather the valid rows back. Every index is computed on the
+    device from cu_seqlens, so nothing is read back to the host (no sync, capturable)."""
+    rows_q, valid_q = _segment_rows(cu_q, max_q, q.shape[0])  # (B, Mq)
+    rows_k, valid_k = _segment_rows(cu_k, max_k, k.shape[0])  # (B, Mk)
+
+    def gather(x, rows):  # (T, H, D) -> (B, H, M, D); padding reads an appended zero row
+        x = torch.cat([x, x.new_zeros(1, *x.shape[1:])])
+        return x[rows].transpose(1, 2)
+
+    allowed = valid_k[:, None, :] & valid_q[:, :, None]  # (B, Mq, Mk)
+    if causal:  # bottom-right: row r sees key c <= r + (len_k - len_q)
+        diag = (valid_k.sum(1) - valid_q.sum(1))[:, None, None]
+        r = torch.arange(max_q, device=q.device)[None, :, None]
+        c = torch.arange(max_k, device=q.device)[None, None, :]
+        allowed = allowed & (c <= r + diag)
+    sees_any = allowed.any(-1, keepdim=True)  # (B, Mq, 1)
+    # rows that see nothing (padding; causal rows before the first key) attend everywhere
+    # instead of nowhere, so SDPA (and its backward) stay finite; they are zeroed below
+    allowed = allowed | ~sees_any
+    # additive in the query dtype: CPU SDPA converts a bool mask on every call (slower)
+    mask = q.new_zeros(allowed.shape).masked_fill_(~allowed, -math.inf)[:, None]
+    o = F.scaled_dot_product_attention(gather(q, rows_q), gather(k, rows_k), gather(v, rows_k),
+                                       attn_mask=mask, scale=scale, enable_gqa=gqa)
+    o = o.transpose(1, 2).masked_fill(~sees_any[..., None], 0.0)  # (B, Mq, Hq, D)
+    # packed row t of segment s sits at flat position s * Mq + (t - cu_q[s])
+    t = torch.arange(q.shape[0], device=q.device)
+    seg = torch.searchsorted(cu_q[1:].long(), t, right=True)
+    return o.reshape(-1, *o.shape[2:])[seg * max_q + t - cu_q[seg].long()]
+
+
 def varlen_attention_ref(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -317,36 +358,52 @@ def varlen_attention_ref(
     causal: bool = False,
     softmax_scale: float | None = None,
 ) -> torch.Tensor:
-    """Plain PyTorch: SDPA per packed segment (fast enough on CPU)."""
+    """Plain PyTorch that never syncs an accelerator: `cu_seqlens_*` are read back to the host
+    only when they live in host memory (CPU), where that is a plain memory read.
+
+    One segment (the decoder's prefill and decode, one image in the ViT) is the whole of q and
+    k (cu_seqlens end at the token counts), so SDPA runs on it directly. Several segments run
+    one SDPA each on a CPU (unmasked SDPA per window measured 3-4x faster there than one masked
+    batch), and elsewhere as one padded batch with a block-diagonal mask whose indices are all
+    computed on the device (`_padded_attention`), so a GPU without Triton is never stalled and
+    the call can be captured in a CUDA graph; torch.compile traces that path on a CPU too.
+    """
     hq, hkv, d = q.shape[1], k.shape[1], q.shape[2]
     scale = softmax_scale if softmax_scale is not None else d**-0.5
     # grouped-query heads are shared inside SDPA (query head h reads kv head h // (Hq/Hkv)),
     # not expanded into Hq copies of K/V
     gqa = hq != hkv
+    batch = cu_seqlens_q.shape[0] - 1
+    if batch <= 0 or q.shape[0] == 0:
+        return torch.zeros_like(q)
+    if batch == 1:
+        return _segment_attention(q, k, v, causal, scale, gqa)
+    if q.device.type != "cpu" or torch.compiler.is_compiling():
+        return _padded_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q),
+                                 int(max_seqlen_k), causal, scale, gqa)
     out = torch.empty_like(q)
-    cq = cu_seqlens_q.tolist()
-    ck = cu_seqlens_k.tolist()
-    for i in range(len(cq) - 1):
+    cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()  # host memory: no sync
+    for i in range(batch):
         qs, qe, ks, ke = cq[i], cq[i + 1], ck[i], ck[i + 1]
-        if qe == qs:
-            continue
-        qi = q[qs:qe].transpose(0, 1)  # (Hq, Lq, D)
-        ki = k[ks:ke].transpose(0, 1)  # (Hkv, Lk, D)
-        vi = v[ks:ke].transpose(0, 1)
-        lq, lk = qe - qs, ke - ks
-        if not causal:
-            oi = F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=gqa)
-        elif lq == lk:
-            oi = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale,
-                                                enable_gqa=gqa)
-        else:
-            mask = _bottom_right_causal_mask(lq, lk, q.device, q.dtype)  # (Lq, Lk)
-            oi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale,
-                                                enable_gqa=gqa)
-            if lq > lk:  # rows that see no key: 0 (SDPA would give NaN)
-                blind = torch.arange(lq, device=q.device) < lq - lk
-                oi = oi.masked_fill(blind[:, None], 0.0)
-        if qs == 0 and qe == q.shape[0]:  # one segment: SDPA's output is already the result
-            return oi.transpose(0, 1)
-        out[qs:qe] = oi.transpose(0, 1)
+        if qe > qs:
+            out[qs:qe] = _segment_attention(q[qs:qe], k[ks:ke], v[ks:ke], causal, scale, gqa)
     return out
+
+
+def _segment_attention(q, k, v, causal, scale, gqa):
+    """One sequence: q (Lq, Hq, D), k/v (Lk, Hkv, D) -> (Lq, Hq, D)."""
+    qi, ki, vi = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, L, D)
+    lq, lk = q.shape[0], k.shape[0]
+    if not causal:
+        oi = F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=gqa)
+    elif lq == lk:
+        oi = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale,
+                                            enable_gqa=gqa)
+    else:
+        mask = _bottom_right_causal_mask(lq, lk, q.device, q.dtype)  # (Lq, Lk)
+        oi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale,
+                                            enable_gqa=gqa)
+        if lq > lk:  # rows that see no key: 0 (SDPA would give NaN)
+            blind = torch.arange(lq, device=q.device) < lq - lk
+            oi = oi.masked_fill(blind[:, None], 0.0)
+    return oi.transpose(0, 1)

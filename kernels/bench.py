@@ -9,6 +9,11 @@ Attention (TFLOP/s, counting only unmasked score entries):
 against torch SDPA (flash, cuDNN, efficient backends), torch.nn.attention.varlen.varlen_attn,
 flash-attn when installed, our Triton kernel with the head dim split (default) and masked,
 and the plain-PyTorch reference.
+Decode attention (GB/s of the K/V cache read, fraction of HBM bandwidth): one query token per
+sequence over 4k, 8k and 16k cached keys, GQA 32/4 heads x 128 (Qwen3-VL-30B-A3B), batch 1
+and 8: the split-K kernel (kernels/decode.py) with its automatic split count, the same
+kernel with one split (one program per kv head, the plain kernel's grid), the reference, and
+flash-attn's flash_attn_with_kvcache when installed.
 MoE (E = 128, top-8, H = 2048, I = 768) at T = 1, 8, 2,400 tokens: ours vs the sorted-token
 PyTorch reference and a torch._grouped_mm path; latency, GB/s of the selected experts' weights
 (fraction of HBM bandwidth) and TFLOP/s (fraction of the bf16 dense peak).
@@ -199,6 +204,62 @@ def _bench_attention_case(name, seqs_q, seqs_k, hq, hkv, d, causal,
     return rows
 
 
+def _decode_cases(quick: bool):
+    """(name, cache lengths (one sequence each), Hq, Hkv, D)."""
+    if quick:
+        return [("decode-gqa", [33, 300], 4, 2, 64)]
+    return [(f"decode{n // 1024}k b={b}", [n] * b, 32, 4, 128)
+            for n in (4096, 8192, 16384) for b in (1, 8)]
+
+
+def bench_decode(quick, cuda, triton_ok, device, dtype) -> list[dict]:
+    import torch
+
+    from kernels import decode
+    from kernels.testing import within_rule
+
+    rows = []
+    for name, lengths, hq, hkv, d in _decode_cases(quick):
+        g = torch.Generator().manual_seed(0)
+        b, s = len(lengths), max(lengths)
+        q = torch.randn(b, hq, d, generator=g).to(device, dtype)
+        k = torch.randn(b, hkv, s, d, generator=g).to(device, dtype)
+        v = torch.randn(b, hkv, s, d, generator=g).to(device, dtype)
+        lens = torch.tensor(lengths, dtype=torch.int32, device=device)
+        ref32 = decode.decode_attention_ref(q.float(), k.float(), v.float(), lens)
+        same = decode.decode_attention_ref(q, k, v, lens)
+
+        def check(out, ref32=ref32, same=same):
+            return within_rule(out, ref32, same)
+
+        nbytes = 2 * sum(lengths) * hkv * d * k.element_size()  # every valid key and value
+        flops = 4 * sum(lengths) * hq * d
+        args = (q, k, v, lens)
+        impls = {"reference": lambda a=args: decode.decode_attention_ref(*a)}
+        if triton_ok:
+            impls["triton split-K"] = lambda a=args: decode.decode_attention(*a)
+            impls["triton 1 split"] = lambda a=args: decode.decode_attention(*a, num_splits=1)
+        if cuda:
+            try:
+                from flash_attn import flash_attn_with_kvcache
+
+                # flash-attn wants (B, S, H, D) caches: a transposed view of the same memory
+                impls["flash-attn kvcache"] = lambda a=args: flash_attn_with_kvcache(
+                    a[0][:, None], a[1].transpose(1, 2), a[2].transpose(1, 2),
+                    cache_seqlens=a[3])[:, 0]
+            except ImportError:
+                pass
+        for label, fn in impls.items():
+            row = _measure(label, fn, check, flops, nbytes, cuda, quick)
+            if label == "triton split-K" and triton_ok:
+                row["splits"] = decode.choose_splits(
+                    b * hkv, s, decode.sm_count(q.device),
+                    decode._launch_config(d, dtype, not cuda)["BLOCK_N"])[0]
+            rows.append({"case": name, "batch": b, "cached_keys": s, "heads": f"{hq}/{hkv}",
+                         "head_dim": d, **row})
+    return rows
+
+
 def _grouped_mm_moe(x, logits, w_gate_up, w_down, top_k):
     """Sorted tokens through torch._grouped_mm (CUDA, bf16, sm90+)."""
     import torch
@@ -315,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; runs on a CPU")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write results here")
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
-    parser.add_argument("--only", choices=["attention", "moe", "rms_norm"], action="append")
+    parser.add_argument("--only", choices=["attention", "decode", "moe", "rms_norm"],
+                        action="append")
     parser.add_argument("--hbm-gbps", type=float, help="override the device's HBM bandwidth")
     parser.add_argument("--peak-tflops", type=float, help="override the dense bf16 peak")
     args = parser.parse_args(argv)
@@ -334,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     hbm, peak = _peaks(device_name, args)
     rows = []
-    benches = {"attention": bench_attention, "moe": bench_moe, "rms_norm": bench_rms_norm}
+    benches = {"attention": bench_attention, "decode": bench_decode, "moe": bench_moe,
+               "rms_norm": bench_rms_norm}
     for op in args.only or list(benches):
         rows += benches[op](args.quick, cuda, triton_ok, device, dtype)
     for row in rows:

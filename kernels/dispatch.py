@@ -23,7 +23,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 ENV_VAR = "DESKPILOT_KERNELS"
-OPS = ("attention", "moe", "rms_norm")
+OPS = ("attention", "decode_attention", "moe", "rms_norm")
 _FLOAT_DTYPES = ("torch.float16", "torch.bfloat16", "torch.float32")
 
 
@@ -126,7 +126,7 @@ def choose(
         return "torch"  # auto-selected Triton, but this data lives on the CPU
     if str(dtype) not in _FLOAT_DTYPES:
         return "torch"
-    if op == "attention" and (head_dim is None or head_dim > 256):
+    if op in ("attention", "decode_attention") and (head_dim is None or head_dim > 256):
         return "torch"
     return "triton"
 

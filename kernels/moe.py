@@ -343,6 +343,11 @@ def route(
     return weights, ids
 
 
+# up to this many (token, expert) slots the accelerator reference gathers the selected experts'
+# weights (gpt-fast's MoE decode); beyond it, torch._grouped_mm over tokens sorted by expert
+GATHER_MAX_SLOTS = 64
+
+
 def fused_moe_ref(
     x: torch.Tensor,
     router_logits: torch.Tensor,
@@ -352,14 +357,46 @@ def fused_moe_ref(
     *,
     renormalize: bool = True,
 ) -> torch.Tensor:
-    """Plain PyTorch: tokens sorted by expert, one matmul pair per used expert.
+    """Plain PyTorch that never syncs an accelerator (no expert ids read back to the host).
+
+    On a CPU the expert ids are read directly (host memory: no sync) and each used expert
+    runs one matmul pair: the fastest CPU formulation (gathering the experts' weights costs a
+    copy of them; torch._grouped_mm's CPU fallback loops over every expert). On other devices,
+    and whenever torch.compile traces the call, the ids stay on the device, so a GPU without
+    Triton is never stalled: `_moe_gathered` for decode-sized calls, `_moe_grouped` beyond in
+    bf16 (torch._grouped_mm takes bf16 only), `_moe_dense` for other dtypes.
+    """
+    weights, ids = route(router_logits, top_k, renormalize)
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _moe_host_loop(x, weights, ids, w_gate_up, w_down)
+    if x.shape[0] * top_k <= GATHER_MAX_SLOTS:
+        return _moe_gathered(x, weights, ids, w_gate_up, w_down)
+    if x.dtype == torch.bfloat16 and not _grouped_mm_failed:
+        try:
+            return _moe_grouped(x, weights, ids, w_gate_up, w_down)
+        except RuntimeError as exc:  # an arch or weight layout this torch's grouped GEMM rejects
+            _note_grouped_mm_failure(exc)
+    return _moe_dense(x, weights, ids, w_gate_up, w_down)
+
+
+_grouped_mm_failed = False  # set once torch._grouped_mm refused our weights; not retried
+
+
+def _note_grouped_mm_failure(exc: Exception) -> None:
+    global _grouped_mm_failed
+    _grouped_mm_failed = True
+    log.warning("torch._grouped_mm is unusable here (%s); the MoE reference falls back to "
+                "computing every expert densely", exc)
+
+
+def _moe_host_loop(x, weights, ids, w_gate_up, w_down):
+    """Tokens sorted by expert, one matmul pair per used expert; ids must be in host memory.
 
     Each expert's rows are scaled by their routing weights and added straight into the
     (T, H) fp32 output (index_add_), so no (T*k, H) buffer is zeroed, scattered and summed.
     """
     t, h = x.shape
-    inter = w_down.shape[1]
-    weights, ids = route(router_logits, top_k, renormalize)
+    top_k, inter = ids.shape[1], w_down.shape[1]
     if t == 1:  # decode: the k experts of one token in turn, no sorting or scatter
         out = None
         for j, e in enumerate(ids[0].tolist()):
@@ -384,4 +421,56 @@ def fused_moe_ref(
         y = (act @ w_down[e]).float().mul_(slot_w[start : start + n])  # (n, H)
         out.index_add_(0, rows, y)
         start += n
+    return out.to(x.dtype)
+
+
+def _moe_gathered(x, weights, ids, w_gate_up, w_down):
+    """Each (token, choice) slot multiplies by its own expert's weights, gathered by id:
+    static shapes and no host read (CUDA-graph safe); costs a copy of T*k experts' weights,
+    which is why it is only used for a handful of slots."""
+    t, h = x.shape
+    top_k, inter = ids.shape[1], w_down.shape[1]
+    flat = ids.reshape(-1)  # (T*k,)
+    xs = x.repeat_interleave(top_k, dim=0)[:, None, :]  # (T*k, 1, H)
+    gu = torch.bmm(xs, w_gate_up[flat])[:, 0]  # (T*k, 2I)
+    act = F.silu(gu[:, :inter]) * gu[:, inter:]
+    y = torch.bmm(act[:, None, :], w_down[flat])[:, 0].float()  # (T*k, H)
+    y = y * weights.reshape(-1, 1)
+    return y.view(t, top_k, h).sum(1).to(x.dtype)
+
+
+def _moe_grouped(x, weights, ids, w_gate_up, w_down):
+    """Tokens sorted by expert through torch._grouped_mm with device-side group offsets."""
+    t, h = x.shape
+    e, inter = w_down.shape[0], w_down.shape[1]
+    top_k = ids.shape[1]
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    token_of = order // top_k
+    # scatter_add, not bincount: bincount's output size depends on the data
+    counts = torch.zeros(e, dtype=torch.int64, device=x.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    offs = counts.cumsum(0).to(torch.int32)  # end row of each expert's group
+    gu = torch._grouped_mm(x[token_of], w_gate_up, offs=offs)  # (T*k, 2I)
+    act = F.silu(gu[:, :inter]) * gu[:, inter:]
+    y = torch._grouped_mm(act, w_down, offs=offs).float()  # (T*k, H)
+    y = y * weights.reshape(-1)[order, None]
+    out = torch.zeros(t, h, dtype=torch.float32, device=x.device)
+    return out.index_add_(0, token_of, y).to(x.dtype)
+
+
+def _moe_dense(x, weights, ids, w_gate_up, w_down):
+    """Every expert over every token, weighted by a (T, E) routing matrix that is zero for
+    the experts a token did not choose: E / k times the needed work, but static shapes and
+    no host read. Only for non-bf16 data on accelerators without Triton (rare: bf16 is the
+    GPU dtype and takes `_moe_grouped`)."""
+    t, h = x.shape
+    inter = w_down.shape[1]
+    combine = torch.zeros(t, w_down.shape[0], dtype=torch.float32, device=x.device)
+    combine.scatter_(1, ids, weights)  # (T, E)
+    out = torch.zeros(t, h, dtype=torch.float32, device=x.device)
+    for e in range(w_down.shape[0]):
+        gu = x @ w_gate_up[e]  # (T, 2I)
+        act = F.silu(gu[:, :inter]) * gu[:, inter:]
+        out += (act @ w_down[e]).float() * combine[:, e : e + 1]
     return out.to(x.dtype)

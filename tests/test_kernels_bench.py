@@ -35,6 +35,8 @@ def test_quick_bench_checks_and_records_every_kernel(tmp_path):
         ("vit72", "triton split-D"), ("vit72", "triton masked-D"), ("prefill128", "triton split-D"),
         ("moe T=1", "triton fused_moe"), ("moe T=20", "triton fused_moe"),
         ("rms_norm 37x48", "triton"), ("moe T=20", "sorted-token reference"),
+        ("decode-gqa", "triton split-K"), ("decode-gqa", "triton 1 split"),
+        ("decode-gqa", "reference"),
     }
     if not torch.cuda.is_available():
         assert meta["triton_interpreter"] is True
@@ -44,6 +46,8 @@ def test_quick_bench_checks_and_records_every_kernel(tmp_path):
         assert by_impl[key]["ms"] > 0
     assert all(r["tflops"] > 0 for r in rows if r["case"] == "vit72" and r["status"] == "ok")
     assert by_impl[("moe T=1", "triton fused_moe")]["experts_read"] == 3  # one token, top-3
+    split_k = by_impl[("decode-gqa", "triton split-K")]
+    assert split_k["splits"] > 1 and split_k["gbps"] > 0 and split_k["cached_keys"] == 300
     assert "triton fused_moe" in proc.stdout  # the table went to stdout
 
 

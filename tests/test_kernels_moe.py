@@ -54,6 +54,63 @@ def test_reference_matches_token_loop(t, renormalize):
 
 
 @in_parent
+@pytest.mark.parametrize("t", [1, 5, 37])
+def test_device_side_reference_paths_match_the_token_loop(t):
+    """The accelerator formulations (gathered weights, grouped GEMM, dense) on CPU tensors."""
+    from kernels.moe import _moe_dense, _moe_gathered, _moe_grouped
+
+    x, logits, wgu, wd = make(t)
+    weights, ids = route(logits, 3)
+    want = naive_moe(x, logits, wgu, wd, 3)
+    for path in (_moe_gathered, _moe_dense):
+        out = path(x, weights, ids, wgu, wd)
+        torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-4)
+    bf16 = [a.bfloat16() for a in (x, wgu, wd)]  # torch._grouped_mm takes bf16 only
+    out = _moe_grouped(bf16[0], weights, ids, *bf16[1:])
+    ok, msg = within_rule(out, want.float(), _moe_host_loop_bf16(bf16, weights, ids))
+    assert ok, msg
+
+
+@in_parent
+def test_reference_survives_a_grouped_mm_that_refuses(monkeypatch):
+    """Where torch._grouped_mm rejects the weights (arch, layout), the device-side reference
+    warns once and computes every expert densely instead of failing."""
+    import kernels.moe as moe
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("grouped gemm is not supported on this device")
+
+    x, logits, wgu, wd = make(37, dtype=torch.bfloat16)
+    monkeypatch.setattr(torch, "_grouped_mm", refuse)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the device-side path
+    monkeypatch.setattr(moe, "_grouped_mm_failed", False)
+    out = moe.fused_moe_ref(x, logits, wgu, wd, 3)
+    assert moe._grouped_mm_failed
+    monkeypatch.undo()
+    want = naive_moe(x, logits, wgu, wd, 3)
+    ok, msg = within_rule(out, want.float(), fused_moe_ref(x, logits, wgu, wd, 3))
+    assert ok, msg
+
+
+def _moe_host_loop_bf16(bf16, weights, ids):
+    from kernels.moe import _moe_host_loop
+
+    return _moe_host_loop(bf16[0], weights, ids, *bf16[1:])
+
+
+@in_parent
+@pytest.mark.parametrize("t,dtype", [(1, torch.float32), (37, torch.float32),
+                                     (37, torch.bfloat16)])
+def test_reference_traces_without_host_reads(t, dtype):
+    """Under torch.compile the reference never reads expert ids back to the host: dynamo
+    traces it as one graph (a .tolist()/.item() would be a graph break)."""
+    x, logits, wgu, wd = make(t, dtype=dtype)
+    explained = torch._dynamo.explain(fused_moe_ref)(x, logits, wgu, wd, 3)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
+@in_parent
 def test_route_softmax_topk_renormalise():
     logits = torch.tensor([[0.0, 2.0, 1.0, -1.0]], dtype=torch.bfloat16)
     weights, ids = route(logits, 2)

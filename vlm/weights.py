@@ -6,6 +6,10 @@ dtype and device. Checkpoint names map onto module names through ONE table (`REN
 the only tensor transformation is the expert-layout fix below. Loading is strict: every
 missing or unexpected tensor and every shape mismatch is reported in one error.
 
+Block-wise FP8 checkpoints (config.json quantization_config, quant_method "fp8") are read
+through vlm/fp8.py: FP8 tensors are dequantized on load, or kept in FP8 for the dense
+projections where the GPU has scaled matmuls.
+
 Expert layouts: the published Qwen3-VL-MoE files store `mlp.experts.gate_up_proj` as
 [E, H, 2I] and `down_proj` as [E, I, H] (y = x @ W) — what we use; transformers 5.x
 `save_pretrained` writes [E, 2I, H] / [E, H, I]. They are told apart by shape; when
@@ -183,7 +187,14 @@ def load_weights(
     """Assign every parameter of a meta-device `model` from the checkpoint in `folder`."""
     from safetensors import safe_open
 
+    from vlm import fp8
+
     files = tensor_files(folder)
+    fp8_format = fp8.read_format(folder)  # None unless a block-wise FP8 checkpoint
+    kept_fp8: set[str] = set()  # our parameters loaded as FP8 weight + scale, not dequantized
+    if fp8_format is not None:
+        kept_fp8 = fp8.keep_fp8_linears(model, fp8_format, fp8.quantized_names(files),
+                                        checkpoint_name, device)
     params = dict(model.named_parameters())
     problems: list[str] = []
     plan: dict[str, str] = {}  # our name -> checkpoint name
@@ -192,6 +203,8 @@ def load_weights(
         ours = rename(ck)
         if ours in params:
             plan[ours] = ck
+        elif fp8_format is not None and fp8.is_companion(ck):
+            continue  # an FP8 scale, read with the tensor it scales
         else:
             unexpected.append(ck)
     missing = [n for n in params if n not in plan]
@@ -229,9 +242,12 @@ def load_weights(
                                     f"{list(want)} for {ours}")
                     continue
                 t = s.get_tensor(ck)
+                if t.dtype == fp8.FP8 and ours not in kept_fp8:
+                    t = _dequantize_fp8(t, ck, files, f, s, fp8_format, read_device)
                 if transpose:
                     t = t.transpose(1, 2)
-                loaded[ours] = t.to(device=device, dtype=dtype).contiguous()
+                keep = ours in kept_fp8  # FP8 weights and their fp32 scales stay as stored
+                loaded[ours] = t.to(device=device, dtype=None if keep else dtype).contiguous()
         done += f.stat().st_size
         if progress is not None:
             progress(done, total)
@@ -242,6 +258,28 @@ def load_weights(
         loaded["lm_head.weight"] = loaded["language_model.embed_tokens.weight"]
     model.load_state_dict(loaded, strict=True, assign=True)
     log.info("loaded %d tensors from %s", len(loaded), folder)
+
+
+def _dequantize_fp8(t, name, files, file, handle, fmt, read_device) -> torch.Tensor:
+    """An FP8 checkpoint tensor times its block scales, in fp32 (see vlm/fp8.py)."""
+    from safetensors import safe_open
+
+    from vlm import fp8
+
+    scale_name = name + fp8.SCALE_SUFFIX
+    if fmt is None or scale_name not in files:
+        raise WeightsError(f"{name} is float8_e4m3fn but "
+                           + ("config.json has no fp8 quantization_config" if fmt is None
+                              else f"the checkpoint has no {scale_name}"))
+    if files[scale_name] == file:
+        scale = handle.get_tensor(scale_name)
+    else:
+        with safe_open(files[scale_name], framework="pt", device=read_device) as other:
+            scale = other.get_tensor(scale_name)
+    try:
+        return fp8.dequantize(t, scale, fmt.block, torch.float32)
+    except fp8.Fp8FormatError as e:
+        raise WeightsError(f"{name}: {e}") from e
 
 
 def _shape_of(files: dict[str, Path], name: str) -> tuple[int, ...] | None:
