@@ -2,11 +2,13 @@
 
     get_dialect("uitars-1.5", history_n=5, max_pixels=None, language="English")
     dialect_for_checkpoint(config_json_dict) -> "uitars-1.5" | "uitars-1.0" | "qwen3-vl"
+                                                | "qwen3.5"
 
 uitars-1.5  UI-TARS-1.5 (Qwen2.5-VL): "Thought/Action" calls, absolute pixels of the
             resized image, factor 28, 100..16384 x 28x28 pixels.
 uitars-1.0  UI-TARS-1.0 (Qwen2-VL): same syntax, coordinates 0..1000, up to 2700 x 28x28.
 qwen3-vl    Qwen3-VL: `computer_use` tool calls, 0..1000, factor 32, 4..16384 x 32x32.
+qwen3.5     Qwen3.5 / Holo3: the same tool as Qwen3-Coder XML calls (JSON accepted), 0..1000.
 
 Importing this package is cheap and side-effect free (no torch, no PIL at import time).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.dialects.qwen3vl import Qwen3VLDialect
+from agent.dialects.qwen35 import Qwen35Dialect
 from agent.dialects.uitars import UITarsDialect, uitars_10, uitars_15
 from agent.protocols import Dialect
 
@@ -23,22 +26,28 @@ _FACTORIES: dict[str, Callable[..., Dialect]] = {
     "uitars-1.5": uitars_15,
     "uitars-1.0": uitars_10,
     "qwen3-vl": Qwen3VLDialect,
+    "qwen3.5": Qwen35Dialect,
 }
 DIALECT_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 # config.json model_type / architectures -> dialect. UI-TARS-1.5 is a Qwen2.5-VL
-# checkpoint and UI-TARS-1.0 a Qwen2-VL one; any Qwen3-VL (dense or MoE) speaks qwen3-vl.
+# checkpoint and UI-TARS-1.0 a Qwen2-VL one; any Qwen3-VL (dense or MoE) speaks qwen3-vl,
+# any Qwen3.5 (Holo3, Qwen3.6: the same architecture) qwen3.5.
 _MODEL_TYPES = {
     "qwen2_5_vl": "uitars-1.5",
     "qwen2_vl": "uitars-1.0",
     "qwen3_vl": "qwen3-vl",
     "qwen3_vl_moe": "qwen3-vl",
+    "qwen3_5": "qwen3.5",
+    "qwen3_5_moe": "qwen3.5",
 }
 _ARCHITECTURES = {
     "Qwen2_5_VLForConditionalGeneration": "uitars-1.5",
     "Qwen2VLForConditionalGeneration": "uitars-1.0",
     "Qwen3VLForConditionalGeneration": "qwen3-vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen3-vl",
+    "Qwen3_5ForConditionalGeneration": "qwen3.5",
+    "Qwen3_5MoeForConditionalGeneration": "qwen3.5",
 }
 
 
@@ -72,6 +81,7 @@ def dialect_for_checkpoint(config: dict) -> str:
 
 __all__ = [
     "DIALECT_NAMES",
+    "Qwen35Dialect",
     "Qwen3VLDialect",
     "UITarsDialect",
     "dialect_for_checkpoint",
