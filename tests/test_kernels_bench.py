@@ -35,6 +35,8 @@ def test_quick_bench_checks_and_records_every_kernel(tmp_path):
         ("vit72", "triton split-D"), ("vit72", "triton masked-D"), ("prefill128", "triton split-D"),
         ("moe T=1", "triton fused_moe"), ("moe T=20", "triton fused_moe"),
         ("rms_norm 37x48", "triton"), ("moe T=20", "sorted-token reference"),
+        ("gdn prefill T=70", "triton"), ("gdn decode step", "triton"),
+        ("conv1d update C=48", "triton"),
     }
     if not torch.cuda.is_available():
         assert meta["triton_interpreter"] is True
