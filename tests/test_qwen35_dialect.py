@@ -68,6 +68,11 @@ def test_thought_and_several_calls_json_and_xml_mixed():
     assert response.actions == (A.Drag(A.Point(10, 20), A.Point(30, 40)),)
 
 
+def test_cua_tool_name_computer_is_the_same_tool():
+    text = xml(action="left_click", coordinate=[7, 8]).replace("computer_use", "computer")
+    assert one(text) == A.Click(A.Point(7, 8))
+
+
 def test_missing_final_close_tag_is_the_one_repair():
     assert one(xml(action="left_click", coordinate=[5, 5]).removesuffix("</tool_call>")) == \
         A.Click(A.Point(5, 5))

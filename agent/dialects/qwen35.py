@@ -16,8 +16,10 @@ grammar; Holo3 and Holo-3.1, fine-tuned from Qwen3.5-35B-A3B / Qwen3.6-35B-A3B, 
 
 Servers and older prompts also produce the Qwen3-VL JSON body
 (`{"name": "computer_use", "arguments": {...}}`) inside the same tags; both are accepted,
-one reply may mix them. The tool is Qwen's `computer_use` (prompts.QWEN3VL_TOOL): the same
-actions, and coordinates relative to the screenshot in 0..1000 as for Qwen3-VL, so the
+one reply may mix them (the function may be called `computer`, as cua's qwen3.5 loop names
+it). The tool is Qwen's `computer_use` (prompts.QWEN3VL_TOOL): the same
+actions, and coordinates relative to the screenshot in 0..1000 as for Qwen3-VL (H company's
+Holo3 documentation states the same range), so the
 action mapping onto agent/actions.py is qwen3vl's (see agent/dialects/qwen3vl.py).
 
 Parameter values: one newline after the opening and before the closing tag is layout and
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 FUNCTION = "computer_use"
+# cua's qwen3.5 loop declares the same tool as "computer": its calls are accepted too
+FUNCTION_ALIASES = (FUNCTION, "computer")
 STRING_PARAMETERS = ("action", "text", "status")  # schema type string: not JSON
 ENUM_PARAMETERS = ("action", "status")  # names: surrounding spaces are layout too
 HINT = (
@@ -123,7 +127,7 @@ def _xml_arguments(body: str) -> dict:
     m = _FUNCTION_OPEN.match(body)
     if m is None:
         raise ParseError("a tool call must hold <function=computer_use> or a JSON object")
-    if m[1].strip() != FUNCTION:
+    if m[1].strip() not in FUNCTION_ALIASES:
         raise ParseError(f"unknown function {m[1].strip()!r}; call computer_use")
     end = body.rfind("</function>")
     if end < 0:
@@ -166,7 +170,7 @@ def _json_arguments(body: str) -> dict:
     call = _load_json(body)
     if not isinstance(call, dict):
         raise ParseError("a tool call must be a JSON object with name and arguments")
-    if call.get("name") != FUNCTION:
+    if call.get("name") not in FUNCTION_ALIASES:
         raise ParseError(f"unknown function {call.get('name')!r}; call computer_use")
     args = call.get("arguments")
     if isinstance(args, str):  # some servers pass arguments as a JSON string
