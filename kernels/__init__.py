@@ -1,4 +1,4 @@
-"""deskpilot's kernels: one dispatch point for attention, MoE and RMSNorm.
+"""deskpilot's kernels: one dispatch point for attention, MoE, RMSNorm and the delta rule.
 
 This is deskpilot's own package, not Hugging Face's `kernels` hub package (it has no
 `__version__` and no distribution named `kernels`, so transformers' `is_kernels_available()`
@@ -23,6 +23,10 @@ __all__ = [
     "fused_moe",
     "rms_norm",
     "route",
+    "chunk_gated_delta_rule",
+    "recurrent_gated_delta_rule",
+    "causal_conv1d",
+    "causal_conv1d_update",
     "backend",
     "reset_backend",
 ]
@@ -117,6 +121,59 @@ def route(router_logits, top_k: int, renormalize: bool = True):
     from kernels import moe
 
     return moe.route(router_logits, top_k, renormalize)
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, cu_seqlens=None,
+                           use_qk_l2norm: bool = False):
+    """Gated delta rule over packed prefill sequences: q/k (T, Hk, Dk), v (T, Hv, Dv),
+    g/beta (T, Hv), initial_state (N, Hv, Dk, Dv) fp32 or None ->
+    (o (T, Hv, Dv), final states (N, Hv, Dk, Dv) fp32). See kernels/delta_rule.py."""
+    from kernels import delta_rule
+
+    grad = dispatch.wants_grad(q, k, v, g, beta)
+    which = dispatch.choose("delta_rule", q.device, q.dtype, grad=grad)
+    if which == "fla":
+        return delta_rule.fla_chunk(q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                                    cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm)
+    impl = (delta_rule.chunk_gated_delta_rule if which == "triton"
+            else delta_rule.chunk_gated_delta_rule_ref)
+    return impl(q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm)
+
+
+def recurrent_gated_delta_rule(q, k, v, g, beta, state, *, scale=None,
+                               use_qk_l2norm: bool = False):
+    """One decode token per sequence: q/k (N, Hk, Dk), v (N, Hv, Dv), g/beta (N, Hv);
+    state (N, Hv, Dk, Dv) fp32 is advanced in place -> o (N, Hv, Dv)."""
+    from kernels import delta_rule
+
+    which = dispatch.choose("delta_rule", q.device, q.dtype,
+                            grad=dispatch.wants_grad(q, k, v, g, beta))
+    if which == "fla":
+        return delta_rule.fla_recurrent_step(q, k, v, g, beta, state, scale=scale,
+                                             use_qk_l2norm=use_qk_l2norm)
+    impl = (delta_rule.recurrent_step if which == "triton" else delta_rule.recurrent_step_ref)
+    return impl(q, k, v, g, beta, state, scale=scale, use_qk_l2norm=use_qk_l2norm)
+
+
+def causal_conv1d(x, weight, *, initial_state=None, cu_seqlens=None):
+    """Depthwise causal conv + SiLU over packed sequences: x (T, C), weight (C, K) ->
+    (y (T, C), final states (N, C, K-1) fp32)."""
+    from kernels import delta_rule
+
+    return delta_rule.causal_conv1d_ref(x, weight, initial_state=initial_state,
+                                        cu_seqlens=cu_seqlens)
+
+
+def causal_conv1d_update(x, state, weight):
+    """One token per sequence: x (N, C), state (N, C, K-1) fp32 shifted in place -> y (N, C)."""
+    from kernels import delta_rule
+
+    which = dispatch.choose("conv1d", x.device, x.dtype,
+                            grad=dispatch.wants_grad(x, weight))
+    impl = (delta_rule.causal_conv1d_update if which == "triton"
+            else delta_rule.causal_conv1d_update_ref)
+    return impl(x, state, weight)
 
 
 def backend(op: str = "attention") -> str:

@@ -18,6 +18,9 @@ MoE (E = 128, top-8, H = 2048, I = 768) at T = 1, 8, 2,400 tokens: ours vs the s
 PyTorch reference and a torch._grouped_mm path; latency, GB/s of the selected experts' weights
 (fraction of HBM bandwidth) and TFLOP/s (fraction of the bf16 dense peak).
 RMSNorm: GB/s.
+Gated delta rule (Qwen3.5's DeltaNet: 16/32 heads x 128): chunked prefill at 2,400 and 8,192
+tokens (TFLOP/s of the chunked algorithm), one decode step and the conv1d update (GB/s),
+against the references and flash-linear-attention when installed.
 
 Every implementation's output is first checked against the fp32 reference with the
 tolerance rule (kernels/testing.py); a failure is reported, not timed.
@@ -345,6 +348,90 @@ def bench_rms_norm(quick, cuda, triton_ok, device, dtype) -> list[dict]:
     return rows
 
 
+def bench_delta_rule(quick, cuda, triton_ok, device, dtype) -> list[dict]:
+    """Gated DeltaNet at Qwen3.5-35B-A3B's sizes (16 q/k heads, 32 value heads, 128 x 128):
+    chunked prefill (TFLOP/s of the chunked algorithm), one decode step and the conv update
+    (GB/s; the in-place timings include restoring the state, counted in the bytes)."""
+    import torch
+
+    from kernels import delta_rule as D
+    from kernels.dispatch import _fla_importable
+    from kernels.testing import within_rule
+
+    hk, hv, dk, dv, conv = (1, 2, 16, 16, 48) if quick else (16, 32, 128, 128, 8192)
+    g = torch.Generator().manual_seed(0)
+
+    def inputs(t):
+        q, k = (torch.randn(t, hk, dk, generator=g) for _ in range(2))
+        v = torch.randn(t, hv, dv, generator=g)
+        decay, beta = -0.3 * torch.rand(t, hv, generator=g), torch.rand(t, hv, generator=g)
+        return [x.to(device, dtype) for x in (q, k, v, decay, beta)]
+
+    fla = cuda and _fla_importable()
+    rows = []
+    kw = dict(use_qk_l2norm=True)
+    for t in (70,) if quick else (2400, 8192):
+        x = inputs(t)
+        ref32 = D.chunk_gated_delta_rule_ref(*(a.float() for a in x), **kw)[0]
+        same = D.chunk_gated_delta_rule_ref(*x, **kw)[0]
+
+        def check(out, ref32=ref32, same=same):
+            return within_rule(out[0], ref32, same)
+
+        chunks = -(-t // D.CHUNK)
+        bt = D.CHUNK
+        flops = hv * chunks * 2 * (2 * bt * bt * (dk + dv) + 3 * bt * dk * dv)
+        impls = {"reference": lambda x=x: D.chunk_gated_delta_rule_ref(*x, **kw)}
+        if triton_ok:
+            impls["triton"] = lambda x=x: D.chunk_gated_delta_rule(*x, **kw)
+        if fla:
+            impls["flash-linear-attention"] = lambda x=x: D.fla_chunk(*x, **kw)
+        for label, fn in impls.items():
+            rows.append({"case": f"gdn prefill T={t}", "tokens": t,
+                         **_measure(label, fn, check, flops, 0, cuda, quick)})
+
+    x = inputs(1)
+    state0 = 0.1 * torch.randn(1, hv, dk, dv, generator=g).to(device)
+    ref_state = state0.clone()
+    ref32 = D.recurrent_step_ref(*(a.float() for a in x), ref_state, use_qk_l2norm=True)
+    same = D.recurrent_step_ref(*x, state0.clone(), use_qk_l2norm=True)
+    state = state0.clone()
+
+    def step(impl):
+        state.copy_(state0)
+        return impl(*x, state, use_qk_l2norm=True)
+
+    nbytes = 4 * state.numel() * 4  # restore (read + write) and the step (read + write)
+    impls = {"reference": lambda: step(D.recurrent_step_ref)}
+    if triton_ok:
+        impls["triton"] = lambda: step(D.recurrent_step)
+    if fla:
+        impls["flash-linear-attention"] = lambda: step(D.fla_recurrent_step)
+    for label, fn in impls.items():
+        rows.append({"case": "gdn decode step", **_measure(
+            label, fn, lambda out: within_rule(out, ref32, same), 0, nbytes, cuda, quick)})
+
+    xc = torch.randn(1, conv, generator=g).to(device, dtype)
+    w = torch.randn(conv, 4, generator=g).to(device, dtype)
+    cstate0 = torch.randn(1, conv, 3, generator=g).to(device)
+    ref32 = D.causal_conv1d_update_ref(xc.float(), cstate0.clone(), w.float())
+    same = D.causal_conv1d_update_ref(xc, cstate0.clone(), w)
+    cstate = cstate0.clone()
+
+    def conv_step(impl):
+        cstate.copy_(cstate0)
+        return impl(xc, cstate, w)
+
+    nbytes = 4 * cstate.numel() * 4 + w.numel() * w.element_size()
+    impls = {"reference": lambda: conv_step(D.causal_conv1d_update_ref)}
+    if triton_ok:
+        impls["triton"] = lambda: conv_step(D.causal_conv1d_update)
+    for label, fn in impls.items():
+        rows.append({"case": f"conv1d update C={conv}", **_measure(
+            label, fn, lambda out: within_rule(out, ref32, same), 0, nbytes, cuda, quick)})
+    return rows
+
+
 def _peaks(device_name: str, args) -> tuple[float | None, float | None]:
     hbm, tflops = None, None
     for key, (gbps, peak) in PEAKS:
@@ -376,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; runs on a CPU")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write results here")
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
-    parser.add_argument("--only", choices=["attention", "decode", "moe", "rms_norm"],
+    parser.add_argument("--only", choices=["attention", "decode", "moe", "rms_norm",
+                                           "delta_rule"],
                         action="append")
     parser.add_argument("--hbm-gbps", type=float, help="override the device's HBM bandwidth")
     parser.add_argument("--peak-tflops", type=float, help="override the dense bf16 peak")
@@ -397,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     hbm, peak = _peaks(device_name, args)
     rows = []
     benches = {"attention": bench_attention, "decode": bench_decode, "moe": bench_moe,
-               "rms_norm": bench_rms_norm}
+               "rms_norm": bench_rms_norm, "delta_rule": bench_delta_rule}
     for op in args.only or list(benches):
         rows += benches[op](args.quick, cuda, triton_ok, device, dtype)
     for row in rows:

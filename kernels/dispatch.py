@@ -1,8 +1,9 @@
 """Which implementation runs each op: decided once per process, re-resolvable for tests.
 
 Order (automatic): flash-attn's `flash_attn_varlen_func` for attention when it is installed
-and applies (CUDA, fp16/bf16, head dim a multiple of 8 up to 256) -> our Triton kernels on
-CUDA -> the plain-PyTorch references. `DESKPILOT_KERNELS=torch|triton` forces one; forcing
+and applies (CUDA, fp16/bf16, head dim a multiple of 8 up to 256), flash-linear-attention's
+gated delta rule likewise (CUDA, fp16/bf16) -> our Triton kernels on CUDA -> the
+plain-PyTorch references. `DESKPILOT_KERNELS=torch|triton` forces one; forcing
 `triton` with CPU tensors runs the kernels in Triton's interpreter (slow; meant for tests),
 which needs TRITON_INTERPRET=1 set before Triton is first imported - this module does not set
 it, because that would silently change every later Triton import in the process.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 ENV_VAR = "DESKPILOT_KERNELS"
-OPS = ("attention", "decode_attention", "moe", "rms_norm")
+OPS = ("attention", "decode_attention", "moe", "rms_norm", "delta_rule", "conv1d")
 _FLOAT_DTYPES = ("torch.float16", "torch.bfloat16", "torch.float32")
 
 
@@ -34,6 +35,7 @@ class Decision:
     base: str
     forced: bool
     flash_attn: bool
+    fla: bool = False  # flash-linear-attention's gated delta rule (has a backward)
 
 
 _decision: Decision | None = None
@@ -46,6 +48,20 @@ def _flash_attn_importable() -> bool:
         from flash_attn import flash_attn_varlen_func  # noqa: F401
     except Exception as exc:  # a broken build (ABI mismatch) must not take the model down
         log.warning("flash-attn is installed but unusable (%s); not using it", exc)
+        return False
+    return True
+
+
+def _fla_importable() -> bool:
+    if importlib.util.find_spec("fla") is None:
+        return False
+    try:
+        from fla.ops.gated_delta_rule import (  # noqa: F401
+            chunk_gated_delta_rule,
+            fused_recurrent_gated_delta_rule,
+        )
+    except Exception as exc:  # same reasoning as flash-attn: a broken build is skipped
+        log.warning("flash-linear-attention is installed but unusable (%s); not using it", exc)
         return False
     return True
 
@@ -69,7 +85,8 @@ def _resolve() -> Decision:
     from kernels._triton import HAVE_TRITON
 
     return Decision(
-        "triton" if HAVE_TRITON else "torch", forced=False, flash_attn=_flash_attn_importable()
+        "triton" if HAVE_TRITON else "torch", forced=False, flash_attn=_flash_attn_importable(),
+        fla=_fla_importable(),
     )
 
 
@@ -99,7 +116,8 @@ def wants_grad(*tensors) -> bool:
 def choose(
     op: str, device, dtype, head_dim: int | None = None, *, grad: bool = False
 ) -> str:
-    """"flash_attn", "triton" or "torch" for one call of `op` on data of this device/dtype.
+    """"flash_attn", "fla", "triton" or "torch" for one call of `op` on data of this
+    device/dtype.
 
     `grad`: the call must be differentiable, so only flash-attn (which has a backward) or the
     reference qualify.
@@ -120,6 +138,8 @@ def choose(
         and head_dim <= 256
     ):
         return "flash_attn"
+    if op == "delta_rule" and d.fla and on_cuda and str(dtype) in _FLOAT_DTYPES[:2]:
+        return "fla"
     if grad:
         return "torch"
     if not (on_cuda or d.forced):

@@ -10,8 +10,10 @@ from agent import actions as A
 from agent.dialects import DIALECT_NAMES, dialect_for_checkpoint, get_dialect
 from agent.protocols import Dialect, HistoryTurn
 
-# Smallest images each dialect accepts: UI-TARS needs >= 100*28*28 pixels, Qwen3-VL 4*32*32.
-SMALL = {"uitars-1.5": (280, 280), "uitars-1.0": (280, 280), "qwen3-vl": (64, 64)}
+# Smallest images each dialect accepts: UI-TARS needs >= 100*28*28 pixels, Qwen3-VL and
+# Qwen3.5 4*32*32.
+SMALL = {"uitars-1.5": (280, 280), "uitars-1.0": (280, 280), "qwen3-vl": (64, 64),
+         "qwen3.5": (64, 64)}
 
 
 def image(name: str, shade: int) -> Image.Image:
@@ -30,7 +32,7 @@ def assistant_texts(messages: list[dict]) -> list[str]:
 
 
 def test_names_and_protocol():
-    assert DIALECT_NAMES == ("uitars-1.5", "uitars-1.0", "qwen3-vl")
+    assert DIALECT_NAMES == ("uitars-1.5", "uitars-1.0", "qwen3-vl", "qwen3.5")
     for name in DIALECT_NAMES:
         dialect = get_dialect(name)
         assert isinstance(dialect, Dialect)
@@ -39,7 +41,7 @@ def test_names_and_protocol():
 
 
 def test_spaces_and_pixel_bounds():
-    v15, v10, q3 = (get_dialect(n) for n in DIALECT_NAMES)
+    v15, v10, q3 = (get_dialect(n) for n in ("uitars-1.5", "uitars-1.0", "qwen3-vl"))
     assert (v15.space, v15.image_factor, v15.min_pixels, v15.max_pixels) == (
         "absolute",
         28,

@@ -37,6 +37,8 @@ def test_quick_bench_checks_and_records_every_kernel(tmp_path):
         ("rms_norm 37x48", "triton"), ("moe T=20", "sorted-token reference"),
         ("decode-gqa", "triton split-K"), ("decode-gqa", "triton 1 split"),
         ("decode-gqa", "reference"),
+        ("gdn prefill T=70", "triton"), ("gdn decode step", "triton"),
+        ("conv1d update C=48", "triton"),
     }
     if not torch.cuda.is_available():
         assert meta["triton_interpreter"] is True

@@ -260,3 +260,141 @@ def tiny_family_checkpoint(family: str, layout: str = "saved", seed: int = 0):
             to_layout(folder, layout)
         _CACHE[key] = (folder, model)
     return _CACHE[key]
+
+
+# -- Qwen3.5 (hybrid Gated DeltaNet / gated attention decoder) ---------------------------------
+
+QWEN35_LAYER_TYPES = ["linear_attention", "full_attention", "linear_attention",
+                      "linear_attention", "full_attention"]
+
+
+def qwen35_config_dict(vocab_size: int, ids: dict[str, int], moe: bool = True) -> dict:
+    """Tiny Qwen3.5(-MoE): linear and full attention layers mixed (not in the published 3:1
+    rhythm), GQA 4:2 with head_dim 16 of which half rotates (partial_rotary_factor 0.5 ->
+    8 rotary channels, unequal interleaved mrope_section),
+    DeltaNet with 2 q/k heads serving 4 value heads of a different dim (8 vs 12), conv
+    width 4; MoE: 8 experts top-3 plus a shared expert of another width. Vision: the Qwen3-VL
+    tower without DeepStack and an interpolated 3x3 position table."""
+    text = dict(
+        vocab_size=vocab_size, hidden_size=48, num_hidden_layers=len(QWEN35_LAYER_TYPES),
+        layer_types=list(QWEN35_LAYER_TYPES), num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=12,
+        linear_num_key_heads=2, linear_num_value_heads=4, rms_norm_eps=1e-6,
+        max_position_embeddings=4096, tie_word_embeddings=False, initializer_range=0.1,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5, "mrope_section": [2, 1, 1],
+                         "mrope_interleaved": True},
+    )
+    if moe:
+        text.update(moe_intermediate_size=16, shared_expert_intermediate_size=24,
+                    num_experts=8, num_experts_per_tok=3)
+    else:
+        text.update(intermediate_size=40)
+    vision = dict(
+        depth=3, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+        temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=48,
+        num_position_embeddings=9, initializer_range=0.1,
+    )
+    return dict(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
+
+
+def _randomise_qwen35(model, seed: int) -> None:
+    """After `_randomise`: the decoder's zero-centred RMSNorms (gain 1 + weight) get weights
+    near 0, i.e. gains near 1 as everywhere else; decays of a useful range: exp(A_log) in
+    [0.02, 0.2] and dt_bias near 0 give g = -exp(A_log) * softplus(a + dt_bias) of about
+    -0.01..-0.2 per token, so the recurrent state remembers tens of tokens (across a 64-token
+    chunk boundary) instead of a few."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            zero_centred = name.startswith("model.language_model.") and name.endswith((
+                "layernorm.weight", "q_norm.weight", "k_norm.weight", "language_model.norm.weight"))
+            if zero_centred:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith("linear_attn.A_log"):
+                p.copy_(torch.empty(p.shape).uniform_(0.02, 0.2, generator=g).log())
+            elif name.endswith("linear_attn.dt_bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def to_fused_expert_layout(folder: Path) -> None:
+    """Rewrite the per-expert tensors save_pretrained writes for Qwen3.5-MoE (the published
+    layout, `mlp.experts.N.{gate,up,down}_proj.weight`) into transformers' fused in-memory
+    layout: `mlp.experts.gate_up_proj` [E, 2I, H] and `mlp.experts.down_proj` [E, H, I]."""
+    import re
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    pat = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+    for f in sorted(folder.glob("*.safetensors")):
+        out, experts = {}, {}
+        for name, t in load_file(f).items():
+            m = pat.match(name)
+            if m:
+                experts.setdefault(m[1], {})[(int(m[2]), m[3])] = t
+            else:
+                out[name] = t
+        for stem, parts in experts.items():
+            n = 1 + max(e for e, _ in parts)
+            out[stem + ".gate_up_proj"] = torch.stack(
+                [torch.cat([parts[(e, "gate_proj")], parts[(e, "up_proj")]]) for e in range(n)])
+            out[stem + ".down_proj"] = torch.stack([parts[(e, "down_proj")] for e in range(n)])
+        save_file(out, f, metadata={"format": "pt"})
+
+
+def build_qwen35_checkpoint(folder: Path, family: str = "qwen3_5_moe", seed: int = 0):
+    """A tiny Qwen3.5 checkpoint ("qwen3_5_moe" or dense "qwen3_5") as transformers'
+    save_pretrained writes it; returns the oracle (fp32, eval, eager attention/experts)."""
+    import torch
+    from transformers import (
+        Qwen3_5Config,
+        Qwen3_5ForConditionalGeneration,
+        Qwen3_5MoeConfig,
+        Qwen3_5MoeForConditionalGeneration,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = special_ids(build_tokenizer(folder))
+    if family == "qwen3_5_moe":
+        config = Qwen3_5MoeConfig(**qwen35_config_dict(512, ids, moe=True))
+        config._experts_implementation = "eager"
+        model_cls = Qwen3_5MoeForConditionalGeneration
+    elif family == "qwen3_5":
+        config = Qwen3_5Config(**qwen35_config_dict(512, ids, moe=False))
+        model_cls = Qwen3_5ForConditionalGeneration
+    else:
+        raise ValueError(f"no tiny Qwen3.5 checkpoint for family {family!r}")
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = model_cls(config).float().eval()
+    _randomise(model, seed)
+    _randomise_qwen35(model, seed)
+    model.save_pretrained(folder)
+    write_preprocessor_config(folder, MIN_PIXELS, MAX_PIXELS)
+    return model
+
+
+def tiny_qwen35_checkpoint(family: str = "qwen3_5_moe", layout: str = "saved", seed: int = 0):
+    """(folder, transformers oracle) built once per process. `layout` "saved" is what
+    save_pretrained writes (for the MoE model one tensor per expert, as the published files);
+    "fused" (MoE only) has the experts stacked the way transformers holds them in memory."""
+    key = f"{family}-{layout}-{seed}"
+    if key not in _CACHE:
+        import shutil
+
+        tmp = tempfile.TemporaryDirectory(prefix=f"vlm-tiny-{key}-")
+        _TMP.append(tmp)
+        folder = Path(tmp.name)
+        if layout == "saved":
+            model = build_qwen35_checkpoint(folder, family, seed)
+        elif layout == "fused":
+            saved, model = tiny_qwen35_checkpoint(family, "saved", seed)
+            shutil.copytree(saved, folder, dirs_exist_ok=True)
+            to_fused_expert_layout(folder)
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+        _CACHE[key] = (folder, model)
+    return _CACHE[key]

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "assets" / "configs"
-CONFIGS = ("tiny", "small", "qwen3-vl-30b-a3b", "uitars-tiny", "uitars-1.5-7b")
+CONFIGS = ("tiny", "small", "qwen3-vl-30b-a3b", "uitars-tiny", "uitars-1.5-7b",
+           "qwen3.5-35b-a3b")
 PHASES = ("preprocess", "vision", "prefill", "decode")
 # Qwen3-VL's own preprocessor bounds (shortest/longest edge in pixels^2)
 QWEN3_VL_MIN_PIXELS, QWEN3_VL_MAX_PIXELS = 65536, 16777216
@@ -223,6 +224,11 @@ TRANSFORMERS_CLASSES = {
     "qwen2_5_vl": ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLConfig",
                    "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLVisionRotaryEmbedding",
                    "Qwen2_5_VLRotaryEmbedding"),
+    "qwen3_5_moe": ("qwen3_5_moe.modeling_qwen3_5_moe", "Qwen3_5MoeConfig",
+                    "Qwen3_5MoeForConditionalGeneration", "Qwen3_5MoeVisionRotaryEmbedding",
+                    "Qwen3_5MoeTextRotaryEmbedding"),
+    "qwen3_5": ("qwen3_5.modeling_qwen3_5", "Qwen3_5Config", "Qwen3_5ForConditionalGeneration",
+                "Qwen3_5VisionRotaryEmbedding", "Qwen3_5TextRotaryEmbedding"),
 }
 
 

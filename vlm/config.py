@@ -25,7 +25,11 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen3VLMoeForConditionalGeneration": "qwen3_vl_moe",
     "Qwen3VLForConditionalGeneration": "qwen3_vl",  # dense MLP (Qwen3-VL-8B)
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",  # UI-TARS-1.5-7B
+    # hybrid Gated DeltaNet / gated attention decoder (vlm/qwen3_5.py)
+    "Qwen3_5MoeForConditionalGeneration": "qwen3_5_moe",  # Qwen3.5-35B-A3B, Holo3
+    "Qwen3_5ForConditionalGeneration": "qwen3_5",  # dense Qwen3.5 (0.8B-27B)
 }
+HYBRID_FAMILIES = ("qwen3_5_moe", "qwen3_5")
 
 
 class ConfigError(ValueError):
@@ -131,6 +135,15 @@ class TextConfig:
     qkv_bias: bool = False  # bias on q/k/v only (Qwen2 decoder): set by family_dicts
     qk_norm: bool = True  # per-head RMSNorm on q and k before rotary (Qwen3): family_dicts
     hidden_act: str = "silu"
+    # Qwen3.5 hybrid decoder (vlm/qwen3_5.py); the defaults keep the other families unchanged
+    layer_types: list[str] = field(default_factory=list)  # per layer; empty: all full attention
+    partial_rotary_factor: float = 1.0  # rotary on the first factor*head_dim channels only
+    shared_expert_intermediate_size: int = 0  # 0: no shared expert beside the routed ones
+    linear_conv_kernel_dim: int = 4  # DeltaNet short causal convolution width
+    linear_key_head_dim: int = 128
+    linear_value_head_dim: int = 128
+    linear_num_key_heads: int = 16  # q/k heads; each serves num_value/num_key value heads
+    linear_num_value_heads: int = 32
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextConfig:
@@ -145,16 +158,27 @@ class TextConfig:
             kw["mrope_section"] = list(rope["mrope_section"])
         if "mrope_interleaved" in rope:
             kw["mrope_interleaved"] = bool(rope["mrope_interleaved"])
+        if "partial_rotary_factor" in rope:
+            kw["partial_rotary_factor"] = float(rope["partial_rotary_factor"])
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         # Qwen2.5-VL files spell the plain multimodal rotary "mrope" (transformers: default)
         _check(rope_type in ("default", "mrope"),
                f"text_config rope_type {rope_type!r} is not supported (expected 'default')")
         kw["mlp_only_layers"] = list(kw.get("mlp_only_layers", []))
+        kw["layer_types"] = list(kw.get("layer_types", []))
         cfg = cls(**kw)
         if not cfg.head_dim:
             cfg.head_dim = cfg.hidden_size // max(cfg.num_attention_heads, 1)
         cfg.validate()
         return cfg
+
+    @property
+    def rotary_dim(self) -> int:
+        """Channels of each q/k head that rotate (the rest pass through unrotated)."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    def is_linear_layer(self, i: int) -> bool:
+        return bool(self.layer_types) and self.layer_types[i] == "linear_attention"
 
     def is_moe_layer(self, i: int) -> bool:
         return (i not in self.mlp_only_layers and self.num_experts > 0
@@ -171,9 +195,16 @@ class TextConfig:
         _check(self.head_dim % 2 == 0, f"text_config.head_dim ({self.head_dim}) must be even")
         _check(len(self.mrope_section) == 3,
                f"text_config mrope_section must have 3 parts (T, H, W), got {self.mrope_section}")
-        _check(sum(self.mrope_section) == self.head_dim // 2,
+        _check(0 < self.partial_rotary_factor <= 1 and self.rotary_dim % 2 == 0,
+               f"text_config partial_rotary_factor {self.partial_rotary_factor} must be in (0, 1] "
+               f"and give an even rotary dim (head_dim {self.head_dim})")
+        half = ("head_dim/2" if self.rotary_dim == self.head_dim else
+                f"rotary dim/2 (head_dim * partial_rotary_factor {self.partial_rotary_factor} / 2)")
+        _check(sum(self.mrope_section) == self.rotary_dim // 2,
                f"text_config mrope_section {self.mrope_section} sums to "
-               f"{sum(self.mrope_section)}, must equal head_dim/2 = {self.head_dim // 2}")
+               f"{sum(self.mrope_section)}, must equal {half} = {self.rotary_dim // 2}")
+        if self.layer_types:
+            self._validate_hybrid()
         if self.num_experts > 0:
             _check(1 <= self.num_experts_per_tok <= self.num_experts,
                    f"text_config.num_experts_per_tok ({self.num_experts_per_tok}) must be in "
@@ -187,6 +218,21 @@ class TextConfig:
                f"text_config.hidden_act {self.hidden_act!r} is not supported (expected 'silu')")
         _check(self.rms_norm_eps > 0, f"text_config.rms_norm_eps must be > 0, got "
                f"{self.rms_norm_eps}")
+
+    def _validate_hybrid(self) -> None:
+        _check(len(self.layer_types) == self.num_hidden_layers,
+               f"text_config.layer_types has {len(self.layer_types)} entries for "
+               f"{self.num_hidden_layers} layers")
+        bad = sorted(set(self.layer_types) - {"linear_attention", "full_attention"})
+        _check(not bad, f"text_config.layer_types has unknown types {bad} (expected "
+               "'linear_attention' or 'full_attention')")
+        for name in ("linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim",
+                     "linear_num_key_heads", "linear_num_value_heads"):
+            _check(getattr(self, name) > 0, f"text_config.{name} must be > 0, got "
+                   f"{getattr(self, name)}")
+        _check(self.linear_num_value_heads % self.linear_num_key_heads == 0,
+               f"text_config.linear_num_value_heads ({self.linear_num_value_heads}) must be a "
+               f"multiple of linear_num_key_heads ({self.linear_num_key_heads})")
 
 
 @dataclass
@@ -244,6 +290,8 @@ def family_dicts(family: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     """(text, vision) config dicts of a checkpoint, with what its family fixes filled in.
 
     qwen3_vl_moe: as read. qwen3_vl: the same model with a dense SwiGLU MLP in every layer.
+    qwen3_5_moe / qwen3_5: the hybrid decoder (layer_types, derived from
+    full_attention_interval when absent), vision without DeepStack; qwen3_5 is dense.
     qwen2_5_vl: Qwen2 decoder (q/k/v bias, no q/k norm, MRoPE sections in order, dense MLP)
     and a ViT without learned position table or DeepStack, windowed except the
     fullatt_block_indexes (transformers' defaults when the file omits them).
@@ -266,8 +314,18 @@ def family_dicts(family: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     if "text_config" not in d:
         raise ConfigError("config.json lacks 'text_config'")
     text = dict(d["text_config"])
-    if family == "qwen3_vl":
+    if family in ("qwen3_vl", "qwen3_5"):
         text["num_experts"] = 0
+    if family in HYBRID_FAMILIES:
+        # no DeepStack; every layer of the MoE model is sparse; layer_types from the interval
+        vision["deepstack_visual_indexes"] = []
+        text.pop("mlp_only_layers", None)
+        text.pop("decoder_sparse_step", None)
+        if not text.get("layer_types"):
+            every = int(text.get("full_attention_interval", 4))
+            text["layer_types"] = [
+                "full_attention" if (i + 1) % every == 0 else "linear_attention"
+                for i in range(int(text.get("num_hidden_layers", 0)))]
     return text, vision
 
 

@@ -183,6 +183,9 @@ class Engine:
         ids = prompt.input_ids
         spans = self._image_spans(prompt)
         start = self._reusable_prefix(ids, spans)
+        if self._cache is not None and hasattr(self._cache, "resume"):
+            # recurrent (DeltaNet) states resume only where one was kept (vlm/hybrid_cache.py)
+            start = self._cache.resume(start)
         # from here on cache rows past `start` change: if anything below raises (a stopped
         # run, a failing on_text), the next call must not trust them
         self._cached_ids = ids[:start]

@@ -1,7 +1,8 @@
 """Qwen-VL models: vision tower + text decoder + lm_head, and the 3D rope index.
 
 One class for every family: Qwen3-VL-MoE, dense Qwen3-VL and Qwen2.5-VL differ only in the
-vision tower (`vision_tower`) and in decoder switches read from the config (text.py).
+vision tower (`vision_tower`) and in decoder switches read from the config (text.py);
+Qwen3.5 swaps in its hybrid decoder (`text_decoder`, qwen3_5.py) and cache.
 Module tree: `visual.*` (vision.py or qwen2_5_vl.py), `language_model.*` (text.py),
 `lm_head`; the checkpoint names (`model.visual.*`, `model.language_model.*`, `lm_head.*`,
 or the published `visual.*`, `model.*`) map onto it through the one table in weights.py.
@@ -15,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from vlm.cache import KVCache
-from vlm.config import ModelConfig
+from vlm.config import HYBRID_FAMILIES, ModelConfig
 from vlm.qwen2_5_vl import WindowedVisionModel
+from vlm.qwen3_5 import HybridTextModel, new_hybrid_cache
 from vlm.text import TextModel
 from vlm.vision import VisionModel
 
@@ -28,17 +30,27 @@ def vision_tower(cfg: ModelConfig) -> nn.Module:
     return VisionModel(cfg.vision)
 
 
+def text_decoder(cfg: ModelConfig) -> nn.Module:
+    """The family's decoder: Qwen3.5's hybrid DeltaNet/attention one, or text.py's."""
+    if cfg.family in HYBRID_FAMILIES:
+        return HybridTextModel(cfg.text)
+    return TextModel(cfg.text)
+
+
 class QwenVL(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.visual = vision_tower(cfg)
-        self.language_model = TextModel(cfg.text)
+        self.language_model = text_decoder(cfg)
         self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
 
     def new_cache(self, capacity: int, dtype=None, device=None) -> KVCache:
+        """K/V rows for every layer; for Qwen3.5 a HybridCache (K/V + DeltaNet states)."""
         t = self.cfg.text
         p = self.lm_head.weight
+        if self.cfg.family in HYBRID_FAMILIES:
+            return new_hybrid_cache(t, capacity, dtype or p.dtype, device or p.device)
         return KVCache(t.num_hidden_layers, t.num_key_value_heads, t.head_dim, capacity,
                        dtype or p.dtype, device or p.device)
 

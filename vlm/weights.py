@@ -3,7 +3,7 @@
 The model is built on the `meta` device (no memory, no init), then every parameter is
 assigned a tensor read memory-mapped from the safetensors files, converted to the target
 dtype and device. Checkpoint names map onto module names through ONE table (`RENAMES`);
-the only tensor transformation is the expert-layout fix below. Loading is strict: every
+the only tensor transformations are the expert-layout fixes below. Loading is strict: every
 missing or unexpected tensor and every shape mismatch is reported in one error.
 
 Block-wise FP8 checkpoints (config.json quantization_config, quant_method "fp8") are read
@@ -13,14 +13,18 @@ projections where the GPU has scaled matmuls.
 Expert layouts: the published Qwen3-VL-MoE files store `mlp.experts.gate_up_proj` as
 [E, H, 2I] and `down_proj` as [E, I, H] (y = x @ W) — what we use; transformers 5.x
 `save_pretrained` writes [E, 2I, H] / [E, H, I]. They are told apart by shape; when
-H == 2I the shapes are identical and we refuse rather than guess.
+H == 2I the shapes are identical and we refuse rather than guess. The published Qwen3.5-MoE
+files store every expert apart (`mlp.experts.N.gate_proj/up_proj/down_proj.weight`, [I, H]
+and [H, I]); they are stacked into the same [E, H, 2I] / [E, I, H] parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +47,13 @@ RENAMES: list[tuple[str, str]] = [
 ]
 
 EXPERT_SUFFIXES = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+# tensors a checkpoint may carry that no model of ours uses: Qwen3.5's multi-token-prediction
+# head (transformers skips it too)
+IGNORED_PREFIXES = ("mtp.",)
+
+# Qwen3.5-MoE's published files: one tensor per expert and projection (nn.Linear layout)
+PER_EXPERT = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 
 
 class WeightsError(RuntimeError):
@@ -199,7 +210,16 @@ def load_weights(
     problems: list[str] = []
     plan: dict[str, str] = {}  # our name -> checkpoint name
     unexpected = []
+    per_expert: dict[str, dict[tuple[int, str], str]] = {}  # our stacked name -> pieces
     for ck in files:
+        if ck.startswith(IGNORED_PREFIXES):
+            continue
+        m = PER_EXPERT.match(ck)
+        if m and rename(m[1] + ".down_proj") in params:
+            stem = rename(m[1])
+            key = stem + (".down_proj" if m[3] == "down_proj" else ".gate_up_proj")
+            per_expert.setdefault(key, {})[(int(m[2]), m[3])] = ck
+            continue
         ours = rename(ck)
         if ours in params:
             plan[ours] = ck
@@ -207,7 +227,7 @@ def load_weights(
             continue  # an FP8 scale, read with the tensor it scales
         else:
             unexpected.append(ck)
-    missing = [n for n in params if n not in plan]
+    missing = [n for n in params if n not in plan and n not in per_expert]
     if cfg.tie_word_embeddings and "lm_head.weight" in missing:
         missing.remove("lm_head.weight")
     problems += [f"  missing: {checkpoint_name(n)}" for n in sorted(missing)]
@@ -251,6 +271,20 @@ def load_weights(
         done += f.stat().st_size
         if progress is not None:
             progress(done, total)
+    with contextlib.ExitStack() as stack:
+        handles: dict[Path, object] = {}  # each shard's header is parsed once
+
+        def tensor(ck: str) -> torch.Tensor:
+            f = files[ck]
+            if f not in handles:
+                handles[f] = stack.enter_context(safe_open(f, framework="pt",
+                                                           device=read_device))
+            return handles[f].get_tensor(ck)
+
+        for ours, pieces in sorted(per_expert.items()):
+            t = _stack_experts(ours, pieces, tensor, tuple(params[ours].shape), problems)
+            if t is not None:
+                loaded[ours] = t.to(device=device, dtype=dtype).contiguous()
     if problems:
         raise WeightsError(f"checkpoint {folder} does not match {cfg.architecture}:\n"
                            + "\n".join(problems))
@@ -289,3 +323,31 @@ def _shape_of(files: dict[str, Path], name: str) -> tuple[int, ...] | None:
         return None
     with safe_open(files[name], framework="pt") as s:
         return tuple(s.get_slice(name).get_shape())
+
+
+def _stack_experts(ours: str, pieces: dict[tuple[int, str], str],
+                   tensor: Callable[[str], torch.Tensor], want: tuple[int, ...],
+                   problems: list[str]):
+    """Per-expert nn.Linear weights -> our stacked [E, H, 2I] (gate | up) or [E, I, H]
+    parameter; a missing expert or a wrong shape is added to `problems`."""
+    e = want[0]
+    projs = ("down_proj",) if ours.endswith(".down_proj") else ("gate_proj", "up_proj")
+    names = {(i, p): pieces.get((i, p)) for i in range(e) for p in projs}
+    absent = [f"{i}.{p}" for (i, p), n in names.items() if n is None]
+    extra = sorted(f"{i}.{p}" for i, p in pieces if i >= e)
+    if absent or extra:
+        problems += [f"  missing: {ours} expert {a}" for a in absent[:8]]
+        problems += [f"  unexpected: {ours} expert {x} (config has {e} experts)" for x in extra]
+        return None
+    rows = []
+    for i in range(e):
+        parts = []
+        for p in projs:
+            parts.append(tensor(names[(i, p)]).t())  # nn.Linear [out, in] -> [in, out]
+        rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+    t = torch.stack(rows)
+    if tuple(t.shape) != want:
+        problems.append(f"  wrong shape: per-expert tensors stack to {list(t.shape)}, "
+                        f"expected {list(want)} for {ours}")
+        return None
+    return t

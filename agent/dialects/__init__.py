@@ -2,12 +2,14 @@
 
     get_dialect("uitars-1.5", history_n=5, max_pixels=None, language="English")
     dialect_for_checkpoint(config_json_dict) -> "uitars-1.5" | "uitars-1.0" | "qwen3-vl"
+                                                | "qwen3.5"
     dialect_for_model_id("ByteDance-Seed/UI-TARS-1.5-7B") -> "uitars-1.5" (or None)
 
 uitars-1.5  UI-TARS-1.5 (Qwen2.5-VL): "Thought/Action" calls, absolute pixels of the
             resized image, factor 28, 100..16384 x 28x28 pixels.
 uitars-1.0  UI-TARS-1.0 (Qwen2-VL): same syntax, coordinates 0..1000, up to 2700 x 28x28.
 qwen3-vl    Qwen3-VL: `computer_use` tool calls, 0..1000, factor 32, 4..16384 x 32x32.
+qwen3.5     Qwen3.5 / Holo3: the same tool as Qwen3-Coder XML calls (JSON accepted), 0..1000.
 
 Importing this package is cheap and side-effect free (no torch, no PIL at import time).
 """
@@ -18,6 +20,7 @@ import re
 from collections.abc import Callable
 
 from agent.dialects.qwen3vl import Qwen3VLDialect
+from agent.dialects.qwen35 import Qwen35Dialect
 from agent.dialects.uitars import UITarsDialect, uitars_10, uitars_15
 from agent.protocols import Dialect
 
@@ -25,22 +28,28 @@ _FACTORIES: dict[str, Callable[..., Dialect]] = {
     "uitars-1.5": uitars_15,
     "uitars-1.0": uitars_10,
     "qwen3-vl": Qwen3VLDialect,
+    "qwen3.5": Qwen35Dialect,
 }
 DIALECT_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 # config.json model_type / architectures -> dialect. UI-TARS-1.5 is a Qwen2.5-VL
-# checkpoint and UI-TARS-1.0 a Qwen2-VL one; any Qwen3-VL (dense or MoE) speaks qwen3-vl.
+# checkpoint and UI-TARS-1.0 a Qwen2-VL one; any Qwen3-VL (dense or MoE) speaks qwen3-vl,
+# any Qwen3.5 (Holo3, Qwen3.6: the same architecture) qwen3.5.
 _MODEL_TYPES = {
     "qwen2_5_vl": "uitars-1.5",
     "qwen2_vl": "uitars-1.0",
     "qwen3_vl": "qwen3-vl",
     "qwen3_vl_moe": "qwen3-vl",
+    "qwen3_5": "qwen3.5",
+    "qwen3_5_moe": "qwen3.5",
 }
 _ARCHITECTURES = {
     "Qwen2_5_VLForConditionalGeneration": "uitars-1.5",
     "Qwen2VLForConditionalGeneration": "uitars-1.0",
     "Qwen3VLForConditionalGeneration": "qwen3-vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen3-vl",
+    "Qwen3_5ForConditionalGeneration": "qwen3.5",
+    "Qwen3_5MoeForConditionalGeneration": "qwen3.5",
 }
 
 
@@ -78,6 +87,7 @@ def dialect_for_checkpoint(config: dict) -> str:
 _MODEL_ID_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"ui[-_ ]?tars[-_ ]?1[._]5"), "uitars-1.5"),
     (re.compile(r"ui[-_ ]?tars[-_ ]?(1[._]0|(2|7|72)b)"), "uitars-1.0"),
+    (re.compile(r"qwen[-_ ]?3[._]?[56]|holo[-_ ]?3"), "qwen3.5"),
     (re.compile(r"qwen[-_ ]?3[-_ ]?vl|holo[-_ ]?2"), "qwen3-vl"),
 )
 
@@ -96,6 +106,7 @@ def dialect_for_model_id(model_id: str) -> str | None:
 
 __all__ = [
     "DIALECT_NAMES",
+    "Qwen35Dialect",
     "Qwen3VLDialect",
     "UITarsDialect",
     "dialect_for_checkpoint",

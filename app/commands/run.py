@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="local:PATH (checkpoint folder or hub id), remote:URL (OpenAI-compatible), "
         "script:FILE (replies separated by '---' lines) or replay:RUN (a recorded run)",
     )
-    p.add_argument("--dialect", help="uitars-1.5, uitars-1.0, qwen3-vl or auto (default: settings)")
+    p.add_argument("--dialect",
+                   help="uitars-1.5, uitars-1.0, qwen3-vl, qwen3.5 or auto (default: settings)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
     p.add_argument(
         "--max-new-tokens",
