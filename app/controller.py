@@ -83,6 +83,7 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
         w.runs.replay_requested.connect(self.replay_run)
         w.runs.export_requested.connect(self.export_runs)
         w.runs.report_requested.connect(self.open_report)
+        w.runs.finetune_requested.connect(self.finetune_runs)
         w.runs.refresh_requested.connect(self.refresh_runs)
         w.model_panel.load_requested.connect(self.load_model)
         w.model_panel.check_requested.connect(self.check_connection)

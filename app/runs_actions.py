@@ -116,6 +116,26 @@ class RunsActions:
 
         self.run_job(export, done, "Export failed")
 
+    def finetune_runs(self, paths: list[Path], *, show: bool = True):
+        """Open the fine-tune dialog on these runs; its result can become the current model."""
+        from app.views.finetune_dialog import FineTuneDialog, default_out_dir
+
+        base = self.window.model_panel.values()["model"] or self.settings.model
+        dialog = FineTuneDialog(list(paths), base, default_out_dir(self.settings.runs_dir),
+                                self.window)
+        dialog.load_requested.connect(self.load_finetuned)
+        self._finetune_dialog = dialog  # kept while open: it owns the training job
+        if show:
+            dialog.show()
+        return dialog
+
+    def load_finetuned(self, folder: str) -> None:
+        panel = self.window.model_panel
+        panel.backend.setCurrentIndex(max(0, panel.backend.findData("local")))
+        panel.model.setCurrentText(folder)
+        self.window.show_tab(panel)
+        self.load_model()
+
     def open_report(self, path: Path, out_html: str | None = None, open_it: bool = True) -> None:
         out = out_html or os.path.join(tempfile.gettempdir(), f"deskpilot-{Path(path).name}.html")
 

@@ -49,6 +49,7 @@ class RunsBrowser(QWidget):
     open_requested = Signal(Path)
     replay_requested = Signal(Path)
     export_requested = Signal(list)  # list[Path]
+    finetune_requested = Signal(list)  # list[Path]
     report_requested = Signal(Path)
     refresh_requested = Signal()
 
@@ -74,9 +75,11 @@ class RunsBrowser(QWidget):
         self.replay_button = QPushButton("Replay")
         self.export_button = QPushButton("Export…")
         self.report_button = QPushButton("HTML report")
+        self.finetune_button = QPushButton("Fine-tune on selected runs…")
         self.refresh_button = QPushButton("Refresh")
         buttons = QHBoxLayout()
-        for b in (self.open_button, self.replay_button, self.export_button, self.report_button):
+        for b in (self.open_button, self.replay_button, self.export_button, self.report_button,
+                  self.finetune_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.refresh_button)
@@ -90,6 +93,8 @@ class RunsBrowser(QWidget):
         self.replay_button.clicked.connect(lambda: self._emit_one(self.replay_requested))
         self.report_button.clicked.connect(lambda: self._emit_one(self.report_requested))
         self.export_button.clicked.connect(self._export)
+        self.finetune_button.clicked.connect(
+            lambda: self.selected_paths() and self.finetune_requested.emit(self.selected_paths()))
         self.refresh_button.clicked.connect(self.refresh_requested)
         self.table.cellDoubleClicked.connect(lambda *_: self._emit_one(self.open_requested))
         self.table.itemSelectionChanged.connect(self._selection_changed)
@@ -137,3 +142,4 @@ class RunsBrowser(QWidget):
         for b in (self.open_button, self.replay_button, self.report_button):
             b.setEnabled(n == 1)
         self.export_button.setEnabled(n >= 1)
+        self.finetune_button.setEnabled(n >= 1)
