@@ -54,7 +54,7 @@ class Executor:
 
     def __init__(self, *, clipboard: Clipboard | None = None, drag_duration: float = 0.4,
                  paste_delay: float = 0.3, paste_timeout: float = 10.0,
-                 type_interval: float = 0.005):
+                 offer_delay: float = 0.3, type_interval: float = 0.005):
         self._clipboard = clipboard
         self.drag_duration = drag_duration
         self.paste_delay = paste_delay  # where requests can't be seen: time to fetch the text
@@ -62,6 +62,10 @@ class Executor:
         # seconds, and an app still waiting on an earlier clipboard owner answers only after
         # its own timeout (Qt's is 5 s). The wait ends as soon as the app asks.
         self.paste_timeout = paste_timeout
+        # Between taking the clipboard and pressing ctrl+v: the app must first handle the
+        # change of clipboard owner. A busy Qt app (measured: the sandbox at 2x on a loaded
+        # 2-core machine, 1 paste in 4 lost) otherwise never asks for the text.
+        self.offer_delay = offer_delay
         self.type_interval = type_interval
         self.cancel = threading.Event()  # set to cut a `wait` short (kill switch)
         self._held: list[str] = []  # keys a `press` holds down, as pressed, in order
@@ -236,6 +240,7 @@ class Executor:
         fetched = True
         try:
             before = watch.served if watch else 0
+            time.sleep(self.offer_delay)
             gui.hotkey(map_key("ctrl"), "v")
             if watch is not None:
                 fetched = watch.wait_served(before, timeout=self.paste_timeout)
