@@ -205,6 +205,7 @@ class Decoder:
         self._compiled: dict[str, Callable] = {}
         self._graphs: dict[int, _CapturedStep] = {}
         self._pool = None
+        self._traced = False  # a compiled step has run once: later errors are real ones
 
     def _step(self, kind: str) -> Callable:
         fn = greedy_step if kind == "greedy" else decode_step
@@ -225,14 +226,28 @@ class Decoder:
             yield
 
     def logits(self, cache: KVCache, token, slot, rope_position) -> torch.Tensor:
-        with self._tracing(cache):
-            return self._step("logits")(self.model, cache, token, slot, rope_position)
+        return self._run("logits", cache, token, slot, rope_position)
 
     def greedy(self, cache: KVCache, token, slot, rope_position) -> torch.Tensor:
         if self.mode == "cuda_graph":
             return self._captured(cache, token, slot, rope_position)(token, slot, rope_position)
-        with self._tracing(cache):
-            return self._step("greedy")(self.model, cache, token, slot, rope_position)
+        return self._run("greedy", cache, token, slot, rope_position)
+
+    def _run(self, kind: str, cache: KVCache, token, slot, rope_position) -> torch.Tensor:
+        try:
+            with self._tracing(cache):
+                return self._step(kind)(self.model, cache, token, slot, rope_position)
+        except Exception as exc:
+            if self.mode != "compile" or self._traced:
+                raise
+            # tracing fails before the step runs (no cache row written): e.g. no C++
+            # compiler for inductor on this machine. The eager step gives the same tokens.
+            log.warning("torch.compile of the decode step failed (%s: %s); decoding eagerly",
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            self.mode = "eager"
+            return self._step(kind)(self.model, cache, token, slot, rope_position)
+        finally:
+            self._traced = self._traced or self.mode == "compile"
 
     def _captured(self, cache: KVCache, token, slot, rope_position) -> _CapturedStep:
         step = self._graphs.get(cache.capacity)
