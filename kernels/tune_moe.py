@@ -10,6 +10,7 @@ the harness itself runs on a CPU in the interpreter (the timings then mean nothi
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
 import logging
@@ -19,6 +20,12 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def _git_commit() -> str:
+    from kernels.bench import _git_commit as commit
+
+    return commit()
 
 
 def search_space(quick: bool, decode: bool, fast: bool = False) -> list[dict]:
@@ -112,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"moe_E={e}_N={inter}_device={moe._device_key(device)}.json"
     table["_comment"] = f"written by python -m kernels.tune_moe (top_k={top_k}, H={h})"
+    # provenance (keys starting with "_" are not token counts: config_table skips them)
+    table["_device"] = torch.cuda.get_device_name(device) if cuda else "cpu"
+    table["_date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    table["_commit"] = _git_commit()
+    cli_args = sys.argv[1:] if argv is None else argv
+    table["_command"] = " ".join([sys.executable, "-m", "kernels.tune_moe", *cli_args])
     path.write_text(json.dumps(table, indent=1) + "\n")
     print(path)  # noqa: T201
     return 0

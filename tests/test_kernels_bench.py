@@ -78,3 +78,6 @@ def test_quick_tune_writes_a_table_the_launcher_reads(tmp_path):
     table = config_table(8, 32, device_key, tmp_path)
     assert sorted(table) == [1, 20]
     assert all(cfg["BLOCK_N"] in (16, 32) and cfg["BLOCK_M"] == 16 for cfg in table.values())
+    provenance = json.loads(written.read_text())
+    assert {"_device", "_date", "_commit", "_command"} <= set(provenance)
+    assert "kernels.tune_moe --quick" in provenance["_command"]
