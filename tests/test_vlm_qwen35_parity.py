@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vlm
-from tests.tiny_checkpoints import tiny_qwen35_checkpoint
+from tests.tiny_checkpoints import MAX_PIXELS, MIN_PIXELS, tiny_qwen35_checkpoint
 from tests.vlm_parity_checks import (
     TOL,
     check_engine_generate,
@@ -61,6 +61,9 @@ def test_model_has_every_qwen35_path(moe):
     assert len(set(grids)) == 3
     assert len(prompt.input_ids) > 64  # more than one DeltaNet chunk
     assert isinstance(engine.model.new_cache(8), HybridCache)
+    # image bounds come from the checkpoint's preprocessor_config.json, not the defaults
+    image = engine.processor.image
+    assert (image.min_pixels, image.max_pixels, image.patch_size) == (MIN_PIXELS, MAX_PIXELS, 16)
 
 
 def test_vision_features_match_without_deepstack(moe):
