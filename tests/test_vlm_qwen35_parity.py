@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vlm
-from tests.tiny_checkpoints import tiny_qwen35_checkpoint
+from tests.tiny_checkpoints import MAX_PIXELS, MIN_PIXELS, tiny_qwen35_checkpoint
 from tests.vlm_parity_checks import (
     TOL,
     check_engine_generate,
@@ -61,6 +61,9 @@ def test_model_has_every_qwen35_path(moe):
     assert len(set(grids)) == 3
     assert len(prompt.input_ids) > 64  # more than one DeltaNet chunk
     assert isinstance(engine.model.new_cache(8), HybridCache)
+    # image bounds come from the checkpoint's preprocessor_config.json, not the defaults
+    image = engine.processor.image
+    assert (image.min_pixels, image.max_pixels, image.patch_size) == (MIN_PIXELS, MAX_PIXELS, 16)
 
 
 def test_vision_features_match_without_deepstack(moe):
@@ -172,3 +175,30 @@ def test_dense_qwen35_matches_transformers():
     engine = vlm.load(folder, device="cpu")
     assert engine.cfg.family == "qwen3_5" and engine.cfg.text.num_experts == 0
     check_prefill_and_decode(engine, hf, engine.processor(messages()), steps=32)
+
+
+def test_prompt_diverging_inside_the_reply_header_resumes_before_it(moe):
+    """Templates may render the previous reply differently once it is history (Qwen3.5's
+    drops its <think> text, and its generation prompt differs from its history header), so
+    the next prompt can diverge right after the reply's `<|im_start|>`, before the
+    end-of-prompt snapshot. The prefill keeps a state before that header too. Here the next
+    prompt omits the reply, so it diverges inside the header ("assistant" vs "user")."""
+    engine, _, _ = moe
+    engine.reset()
+    first = messages()[:1] + [{"role": "user", "content": [
+        {"type": "image", "image": noise_image(100, 70, 10)},
+        {"type": "text", "text": "Click the OK button."}]}]
+    engine.chat(first, max_new_tokens=6)
+    ids = engine.processor(first).input_ids
+    im_start = engine.processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    header = max(i for i, t in enumerate(ids) if t == im_start)
+    assert header < len(ids) - 1
+    second = first + [{"role": "user", "content": [{"type": "text", "text": "Next step."}]}]
+    again = engine.chat(second, max_new_tokens=6)
+    assert engine.last_stats["reused_tokens"] == header
+    logits = engine.last_logits.clone()
+    engine.reset()
+    ref = engine.chat(second, max_new_tokens=6)
+    assert engine.last_stats["reused_tokens"] == 0
+    assert again.token_ids == ref.token_ids
+    torch.testing.assert_close(logits, engine.last_logits, atol=1e-5, rtol=0)

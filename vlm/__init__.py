@@ -1,4 +1,4 @@
-"""deskpilot's own vision-language model engine (Qwen3-VL-MoE first).
+"""deskpilot's own vision-language model engine (Qwen3-VL, Qwen2.5-VL and Qwen3.5 families).
 
 `vlm.load(path_or_hub_id, device=None, dtype=None, progress=None) -> Engine`;
 `Engine.chat(messages, ...) -> ChatResult(text, token_ids, timings)`.

@@ -39,6 +39,7 @@ from vlm.generate import (
     generate,
     prefill,
 )
+from vlm.hybrid_cache import HybridCache, prefill_split_at_turn
 from vlm.model import Qwen3VLMoe, rope_index
 from vlm.processor import ImageInput, ImageSettings, Processor, Prompt
 from vlm.weights import ProgressFn, load_weights, read_config, resolve_checkpoint
@@ -183,7 +184,7 @@ class Engine:
         ids = prompt.input_ids
         spans = self._image_spans(prompt)
         start = self._reusable_prefix(ids, spans)
-        if self._cache is not None and hasattr(self._cache, "resume"):
+        if isinstance(self._cache, HybridCache):
             # recurrent (DeltaNet) states resume only where one was kept (vlm/hybrid_cache.py)
             start = self._cache.resume(start)
         # from here on cache rows past `start` change: if anything below raises (a stopped
@@ -204,9 +205,15 @@ class Engine:
         if self._cache is None:
             self._cache = self.model.new_cache(bucket(needed))
         self._cache.reserve(needed)
-        suffix = torch.tensor(ids[start:], device=self.device)
-        logits = prefill(self.model, self._cache, suffix, positions[:, start:].to(self.device),
-                         start, image_embeds, deepstack)
+        if isinstance(self._cache, HybridCache):  # keep a resumable state before the reply
+            logits = prefill_split_at_turn(self.model, self._cache, ids, positions.to(self.device),
+                                           start, image_embeds, deepstack,
+                                           self.processor.tokenizer.convert_tokens_to_ids(
+                                               "<|im_start|>"))
+        else:
+            suffix = torch.tensor(ids[start:], device=self.device)
+            logits = prefill(self.model, self._cache, suffix,
+                             positions[:, start:].to(self.device), start, image_embeds, deepstack)
         timings["prefill"] = self._clock() - t
         self.last_logits = logits  # (V,) of the last prompt token, for inspection
         self._cached_ids = list(ids)

@@ -7,8 +7,9 @@ shorter prefix. Prefix reuse between agent steps therefore resumes only where th
 are known:
 - live: the states after the last forward (end of the previous reply, which the next
   prompt of an append-only conversation repeats);
-- snapshots: copies taken at the end of each prefill (the end of each previous prompt),
-  the most recent `max_snapshots` of them.
+- snapshots: copies taken at the end of each prefill forward, the most recent
+  `max_snapshots` of them: the end of each previous prompt, and (the engine splits the
+  prefill there, see `prefill_split_at_turn`) the start of its reply header.
 `resume(n)` picks the longest of these at or before the reusable prefix n, restores it and
 returns its length; when the prompt diverges earlier than every one (an old screenshot
 dropped), it returns 0 and the prompt is recomputed. Taking a snapshot costs one copy of
@@ -28,7 +29,7 @@ from vlm.config import TextConfig
 
 class HybridCache:
     def __init__(self, cfg: TextConfig, capacity: int, dtype: torch.dtype,
-                 device: torch.device | str, max_snapshots: int = 4):
+                 device: torch.device | str, max_snapshots: int = 6):
         n = cfg.num_hidden_layers
         attn = [i for i in range(n) if not cfg.is_linear_layer(i)]
         linear = [i for i in range(n) if cfg.is_linear_layer(i)]
@@ -118,3 +119,31 @@ class HybridCache:
             del self.snapshots[p]
         self.live = m
         return m
+
+
+def prefill_split_at_turn(model, cache: HybridCache, ids: list[int], positions: torch.Tensor,
+                          start: int, image_embeds, deepstack, turn_start: int | None):
+    """Prefill ids[start:] (positions (3, len(ids)) on the model's device) -> last logits,
+    in two forwards split before the last `turn_start` token (Qwen's `<|im_start|>`: the
+    header of the reply about to be generated), so a snapshot is kept there too.
+
+    Why: chat templates may render a reply differently once it is history (Qwen3.5's drops
+    the <think> text), so the next prompt can diverge right after that header, before the
+    end-of-prompt snapshot; the state before the header is still shared. Without a split
+    point (no such token after `start`, or image tokens after it) it is one forward."""
+    from vlm.generate import prefill
+
+    device = positions.device
+    split = None
+    if turn_start is not None:
+        tail = [i for i in range(len(ids) - 1, start, -1) if ids[i] == turn_start]
+        image_id = getattr(getattr(model, "cfg", None), "image_token_id", None)
+        if tail and image_id not in ids[tail[0]:]:
+            split = tail[0]
+    if split is None:
+        return prefill(model, cache, torch.tensor(ids[start:], device=device),
+                       positions[:, start:], start, image_embeds, deepstack)
+    prefill(model, cache, torch.tensor(ids[start:split], device=device),
+            positions[:, start:split], start, image_embeds, deepstack)
+    return prefill(model, cache, torch.tensor(ids[split:], device=device), positions[:, split:],
+                   split)
