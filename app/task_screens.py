@@ -79,8 +79,19 @@ class DesktopTaskScreen:
         raise SandboxStartError(f"the practice window for task {self.task.seed} did not "
                                 f"appear: {error or 'no error output'}")
 
-    def read_state(self) -> dict | None:
-        return read_state_file(self.state_file)
+    def read_state(self, quiet_s: float = 0.1, timeout: float = 1.5) -> dict | None:
+        """The state once the file has stayed the same for `quiet_s`: the window writes
+        it from its own process, and acting on a state one change behind (a checkbox
+        not yet shown ticked) would make the expert undo its own step."""
+        deadline = time.monotonic() + timeout
+        last = read_state_file(self.state_file)
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            current = read_state_file(self.state_file)
+            if current is not None and current == last:
+                return current
+            last = current
+        return last
 
     def close(self) -> None:
         env = getattr(self, "env", None)

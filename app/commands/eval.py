@@ -1,12 +1,15 @@
 """`deskpilot eval tasks|grounding`: measure a policy on the practice suite or ScreenSpot.
 
     deskpilot eval tasks --seeds 0-49 [--policy P] [--json OUT] [--report HTML]
-                         [--max-steps N] [--env desktop|offscreen]
+                         [--max-steps N] [--env desktop|offscreen] [--screen WxH]
+                         [--difficulty 0-3] [--runs DIR] [--dialect D]
     deskpilot eval grounding DATA.json [--policy P] [--json OUT] [--images DIR]
+                         [--format screenspot|screenspot-v2|screenspot-pro]
 
 The policy is `expert` (the scripted expert; tasks only), local:PATH, remote:URL,
 script:FILE or replay:RUN, and defaults to the model configured in the settings. The
 summary JSON is printed on stdout (and written to --json); progress goes to stderr.
+A task counts as a success when its checker passes and the run ended "finished".
 """
 
 from __future__ import annotations
