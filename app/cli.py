@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox", "open the practice sandbox window"),
     "bench": ("bench", "benchmarks: `bench step`, `bench kernels`"),
     "serve": ("serve", "serve a local model over an OpenAI-compatible HTTP API"),
+    "models": ("models", "the model catalogue: `models list|info ID|download ID`"),
     "train": ("train", "fine-tune the model on recorded runs: `train sft|dpo|plan`"),
 }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from agent.dialects.uitars import with_box_tokens
 from agent.memenv import MemoryEnv
 from agent.trajectory import Recorder, export_runs, load_run
 from agent.trajectory.export import IMAGE_PLACEHOLDER, UITARS_IMAGE
@@ -62,10 +63,11 @@ def test_one_sample_per_step_with_the_images_the_model_saw(tmp_path, fmt):
             assert (out / name).is_file() and name.startswith("images/")
         last = Image.open(out / images[-1])
         assert list(last.getdata()) == list(run.model_image(step).getdata())
-        # The target is the raw reply; earlier replies precede it in order.
-        assert turns[-1] == ("assistant", step["reply"])
+        # The target is the reply as UI-TARS-1.5 shows it to the model (box tokens), and
+        # so are the earlier replies before it, in order: one convention for every turn.
+        assert turns[-1] == ("assistant", with_box_tokens(step["reply"]))
         assistant = [text for role, text in turns if role == "assistant"]
-        assert assistant == [s["reply"] for s in run.steps[: k + 1]]
+        assert assistant == [with_box_tokens(s["reply"]) for s in run.steps[: k + 1]]
         roles = [role for role, _ in turns]
         if fmt == "qwenvl":  # no system turn: the prompt opens the first human turn
             assert "system" not in roles and turns[0][1].startswith(SYSTEM + "\n")
@@ -138,7 +140,7 @@ def test_coordinates_rewritten_into_the_target_convention(tmp_path):
     assert kept.samples == rel.samples == len(REPLIES)
     keep_samples = _load(tmp_path / "keep", "llamafactory")
     rel_samples = _load(tmp_path / "rel", "llamafactory")
-    assert keep_samples[0]["messages"][-1]["content"] == REPLIES[0]
+    assert keep_samples[0]["messages"][-1]["content"] == with_box_tokens(REPLIES[0])
     # click(100, 200) on the 1932x1092 model image -> 0..1000 of the same image.
     target = rel_samples[0]["messages"][-1]["content"]
     assert "(52,183)" in target.replace(" ", "") and "(100,200)" not in target
@@ -170,12 +172,15 @@ def test_steps_with_unparseable_replies_are_not_targets(tmp_path):
     assert result.samples == 4 and result.skipped_steps == 1
     targets = [s["messages"][-1]["content"] for s in samples]
     assert replies[1] not in targets
-    # The bad reply stays in the conversation (the model saw it) but is never trained,
-    # even in a per-run sample where every other reply is.
+    # Per run, the run is split at the bad step: the stretch before it, then the stretch
+    # after it, whose context (the bad reply included, as the model saw it) is not trained.
     export_runs([path], "swift", tmp_path / "whole", per_run=True)
-    (whole,) = _load(tmp_path / "whole", "swift")
-    losses = [m["loss"] for m in whole["messages"] if m["role"] == "assistant"]
-    assert losses == [True, False, True, True, True]
+    before, after = _load(tmp_path / "whole", "swift")
+    assert [m["loss"] for m in before["messages"] if m["role"] == "assistant"] == [True]
+    losses = [m["loss"] for m in after["messages"] if m["role"] == "assistant"]
+    assert losses == [False, False, True, True, True]
+    bad = [m for m in after["messages"] if with_box_tokens(replies[1]) in m["content"]]
+    assert len(bad) == 1 and bad[0]["loss"] is False
 
 
 def test_export_command_takes_a_folder_of_runs(tmp_path, monkeypatch, capsys):

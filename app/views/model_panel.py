@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.catalogue_view import CatalogueView
+
 log = logging.getLogger(__name__)
 
 BACKENDS = {
@@ -31,7 +33,6 @@ BACKENDS = {
 }
 DEVICES = ["auto", "cuda", "cpu"]
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
-EXAMPLE_MODELS = ["ByteDance-Seed/UI-TARS-1.5-7B", "Qwen/Qwen3-VL-30B-A3B-Instruct"]
 
 
 def dialect_names() -> list[str]:
@@ -101,10 +102,11 @@ class ModelPanel(QWidget):
         for key, label in BACKENDS.items():
             self.backend.addItem(label, key)
 
-        # local
+        # local: the catalogue of known checkpoints, or any folder / hub id typed in
+        self.catalogue = CatalogueView()
         self.model = QComboBox()
         self.model.setEditable(True)
-        self.model.addItems(EXAMPLE_MODELS)
+        self.model.addItems([entry.id for entry in self.catalogue.entries])
         self.model.setCurrentText("")
         self.model.lineEdit().setPlaceholderText("checkpoint folder or hub id")
         browse = QPushButton("Folder…")
@@ -132,6 +134,7 @@ class ModelPanel(QWidget):
         self.load_status.setWordWrap(True)
         local = QWidget()
         lf = QFormLayout(local)
+        lf.addRow("Catalogue", self.catalogue)
         lf.addRow("Model", model_row)
         lf.addRow("Dialect", self.dialect)
         lf.addRow("", self.detected)
@@ -190,6 +193,7 @@ class ModelPanel(QWidget):
 
         self.backend.currentIndexChanged.connect(self._backend_changed)
         self.model.currentTextChanged.connect(self._model_changed)
+        self.catalogue.chosen.connect(self.model.setCurrentText)
         self.load_button.clicked.connect(self.load_requested)
         self.check_button.clicked.connect(self.check_requested)
         for combo in (self.dialect, self.device, self.dtype):
@@ -221,6 +225,7 @@ class ModelPanel(QWidget):
             self.changed.emit()
 
     def _model_changed(self, text: str) -> None:
+        self.catalogue.select(text.strip())
         self.show_detected(detect_dialect(read_checkpoint_config(text.strip())))
         self.changed.emit()
 
