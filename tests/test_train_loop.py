@@ -73,3 +73,22 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(model, rows, LoopConfig(steps=1, lr=1e-3), tmp_path, device=torch.device("cpu"),
               resume=True)
+
+
+def test_bf16_full_fine_tuning_keeps_fp32_masters_and_learns(tmp_path):
+    folder, _ = tiny_family_checkpoint("qwen2_5_vl")
+    model, cfg, processor = load_ours(folder, dtype=torch.bfloat16)
+    L.setup_full(model, train_vision=False)
+    assert not any(p.requires_grad for n, p in model.named_parameters()
+                   if n.startswith("visual."))
+    sample = make_sample(processor, [(56, 56)], "task", "Thought: a\nAction: wait()")
+    rows = pack([sample], len(sample), cfg.image_token_id, 2)
+    before = model.lm_head.weight.detach().clone()
+    cfg_loop = LoopConfig(steps=4, lr=1e-2, dtype="bf16", save_every=0)
+    losses = [r["loss"] for r in train(model, rows, cfg_loop, tmp_path,
+                                       device=torch.device("cpu"))]
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    assert not torch.equal(model.lm_head.weight, before)
+    assert losses[-1] < losses[0]
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert all(t.dtype == torch.float32 for t in state["weights"].values())  # the masters

@@ -71,25 +71,25 @@ class BaseSpeaks:
 # --- the messages of one recorded step ------------------------------------------------------
 
 
-def step_messages(run: Run, step: dict) -> list[dict]:
-    """The messages the model saw at `step` (images as absolute paths into the run folder),
-    followed by the step's reply as the final assistant message.
+def step_messages(run: Run, step: dict, images: ImageCache) -> list[dict]:
+    """The messages the model saw at `step`, then the step's reply as the final assistant
+    message: agent.trajectory.turns.step_messages (shared with the exports, so a model
+    trained here or through an export saw the same prompt), with each image's size pinned
+    as the dialect pinned it at run time (`resized_width`/`resized_height`: the recorded
+    model images are already the size the model saw; without the pin the processor would
+    re-apply the checkpoint's own pixel bounds)."""
+    from agent.trajectory import turns
 
-    Read from steps.jsonl's recorded messages, where every image is a file name in the run
-    folder (history screenshots point at earlier steps' `_model.png`)."""
-    recorded = step.get("messages")
-    if not isinstance(recorded, list) or not recorded:
-        raise DataError(f"{run.path / schema.STEPS_FILE}: step {step.get('index')} has no "
-                        "recorded messages")
-    out = []
-    for msg in recorded:
-        content = msg.get("content")
-        if isinstance(content, list):
-            content = [{**p, "image": str(run.file(p["image"]).resolve())}
-                       if isinstance(p, dict) and isinstance(p.get("image"), str) else p
-                       for p in content]
-        out.append({**msg, "content": content})
-    return [*out, {"role": "assistant", "content": step["reply"]}]
+    try:
+        messages = turns.step_messages(run, step)
+    except (ValueError, FileNotFoundError) as exc:
+        raise DataError(str(exc)) from exc
+    for msg in messages:
+        for part in msg["content"]:
+            if part.get("type") == "image":
+                width, height = images.open(part["image"]).size
+                part["resized_width"], part["resized_height"] = width, height
+    return messages
 
 
 # --- which steps are usable ------------------------------------------------------------------
@@ -118,7 +118,7 @@ def run_samples(run: Run, speaks: BaseSpeaks, images: ImageCache) -> list[Sample
     if needs_rebuild(run, speaks.dialect):
         message_lists = rebuilt_messages(run, speaks.dialect, images)
     else:
-        message_lists = {i: step_messages(run, s) for i, s in enumerate(run.steps)
+        message_lists = {i: step_messages(run, s, images) for i, s in enumerate(run.steps)
                          if skip_reason(s) is None}
     out = []
     for i, step in enumerate(run.steps):
