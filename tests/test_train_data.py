@@ -102,6 +102,9 @@ def test_a_history_reply_that_never_parsed_is_refused_with_how_to_convert(tmp_pa
     run_dir = uitars_run(tmp_path, [BAD, CLICK, DONE])
     with pytest.raises(DataError, match=r"step 0.*uitars-1\.5.*qwen3-vl.*deskpilot export"):
         load_samples([str(run_dir)], speaks)
+    # a failed last reply is in no later prompt: the steps before it still train
+    last_bad = uitars_run(tmp_path, [CLICK, BAD], name="last-bad")
+    assert len(load_samples([str(last_bad)], speaks)) == 1
 
 
 def test_bad_inputs_name_the_file(tmp_path):

@@ -154,22 +154,27 @@ def rebuilt_messages(run: Run, dialect, images: ImageCache) -> dict[int, list[di
     recorded_name = run.meta.get("dialect") or ""
     history: list[HistoryTurn] = []
     out: dict[int, list[dict]] = {}
+    broken: DataError | None = None  # set at the first reply that cannot be re-expressed
     for i, step in enumerate(run.steps):
         frame = run.frame(step)
         size = tuple(dialect.model_size(*frame.image_size))
         target = frame.with_model(size, dialect.space)
         shot = images.resized(run.file(step["screenshot"]), size)
         reason = skip_reason(step)
+        if broken is not None:
+            if reason is None:  # this step's prompt would hold the reply that never parsed
+                raise broken
+            continue
         if step.get("parse_error") or not step.get("actions"):
-            raise DataError(
+            broken = DataError(
                 f"{run.path} step {step.get('index', i)}: the run was recorded in "
                 f"{recorded_name or 'an unknown dialect'} at {frame.model_size}, the base speaks "
                 f"{dialect.name} at {size}, and this step's reply has no parsed actions to "
                 "re-express (it stays in every later step's history). Convert the run first: "
                 "`deskpilot export RUN --format llamafactory --coords "
-                f"{dialect.space}` and train on the JSON, or train on the steps before it "
-                "only, or record the task again with `--dialect "
-                f"{dialect.name}`.")
+                f"{dialect.space}` and train on the JSON, or record the task again with "
+                f"`--dialect {dialect.name}`.")
+            continue
         if frame.space == "absolute" and frame.model_size is None:
             raise DataError(f"{run.path} step {step.get('index', i)}: absolute coordinates "
                             "but no model image size in the frame; cannot re-express them")
@@ -189,17 +194,23 @@ def rebuilt_messages(run: Run, dialect, images: ImageCache) -> dict[int, list[di
 
 def feedback_after(run: Run, position: int) -> str | None:
     """The text the model was shown after step `position`'s reply (a parse error, the
-    person's answer), read from the next step's recorded messages; None when none."""
+    person's answer), read from the next step's recorded messages; None when none. Replies
+    are matched to their steps by position (turns.reply_steps), not by text: the dialect
+    may have normalised the text it showed back."""
+    from agent.trajectory import turns
+
     if position + 1 >= len(run.steps):
         return None
-    reply = run.steps[position].get("reply")
-    messages = run.steps[position + 1].get("messages") or []
+    nxt_step = run.steps[position + 1]
+    messages = nxt_step.get("messages") or []
+    owners = iter(turns.reply_steps(run, nxt_step))
     for j, msg in enumerate(messages):
-        if msg.get("role") == "assistant" and _text_of(msg) == reply:
-            nxt = messages[j + 1] if j + 1 < len(messages) else None
-            if nxt and nxt.get("role") == "user" and not _has_image(nxt):
-                return _text_of(nxt) or None
-            return None
+        if msg.get("role") != "assistant" or next(owners, None) is not run.steps[position]:
+            continue
+        nxt = messages[j + 1] if j + 1 < len(messages) else None
+        if nxt and nxt.get("role") == "user" and not _has_image(nxt):
+            return _text_of(nxt) or None
+        return None
     return None
 
 

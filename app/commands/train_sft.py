@@ -113,8 +113,10 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     bar.close()
+    last = summary["last_loss"]
     print(f"trained {summary['steps']} steps on {summary['samples']} samples "  # noqa: T201
-          f"({summary['rows']} packed rows), last loss {summary['last_loss']:.4f}")
+          f"({summary['rows']} packed rows)"
+          + (f", last loss {last:.4f}" if last is not None else " (already complete)"))
     for key in ("adapter", "merged"):
         if key in summary:
             print(f"{key}: {summary[key]}")  # noqa: T201
