@@ -31,13 +31,29 @@ import torch.nn.functional as F
 from train import lora as L
 from train.data import IGNORE, DataError, ImageCache, base_speaks
 from train.dpo_data import load_pairs, tokenize_pair
-from train.loop import (CHECKPOINT, LOG_FILE, Interrupted, LoopConfig, MasterWeights,
-                        load_checkpoint, lr_at, peak_memory_mb, row_of, save_checkpoint,
-                        truncate_log)
+from train.loop import (
+    CHECKPOINT,
+    LOG_FILE,
+    Interrupted,
+    LoopConfig,
+    MasterWeights,
+    load_checkpoint,
+    lr_at,
+    peak_memory_mb,
+    row_of,
+    save_checkpoint,
+    truncate_log,
+)
 from train.merged import MERGED_DIR, save_merged
 from train.pack import PackedRow, pack_row
-from train.sft import ARGS_FILE, SftOptions, TrainError, check_resume, load_base, \
-    resolve_device_dtype
+from train.sft import (
+    ARGS_FILE,
+    SftOptions,
+    TrainError,
+    check_resume,
+    load_base,
+    resolve_device_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +174,9 @@ def train_dpo(model, rows: list[PackedRow], ref: torch.Tensor, cfg: LoopConfig, 
                     loss, margin = dpo_loss(policy[:1], policy[1:], rc[None], rr[None], beta)
                     # the step's loss is the mean over the global batch; DDP averages ranks
                     scaler.scale(loss.sum() * world / len(batch)).backward()
-                stats += torch.tensor([float(loss.detach()), float(margin.detach()), float(margin > 0),
-                                       row.num_tokens], dtype=torch.float64)
+                m = float(margin.detach())
+                stats += torch.tensor([float(loss.detach()), m, float(m > 0), row.num_tokens],
+                                      dtype=torch.float64)
             stats = D.all_reduce_sum(stats)
             masters.grads_to_masters()
             scaler.unscale_(optimizer)

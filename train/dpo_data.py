@@ -34,8 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.trajectory.loader import FormatError, Run, expand_run_paths, load_run
-from train.data import (BaseSpeaks, DataError, ImageCache, Sample, needs_rebuild,
-                        rebuilt_messages, step_messages, tokenize)
+from train.data import (
+    BaseSpeaks,
+    DataError,
+    ImageCache,
+    Sample,
+    needs_rebuild,
+    rebuilt_messages,
+    step_messages,
+    tokenize,
+)
 
 log = logging.getLogger(__name__)
 
