@@ -44,12 +44,13 @@ def launched() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def init() -> None:
-    """Join torchrun's process group: nccl when this rank has a CUDA GPU, gloo otherwise."""
+def init(cpu: bool = False) -> None:
+    """Join torchrun's process group: nccl when this rank trains on a CUDA GPU, gloo on the
+    CPU (`cpu`: the command line said --device cpu)."""
     if active() or not launched():
         return
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and os.environ.get("DESKPILOT_DIST_BACKEND") != "gloo"
+    use_cuda = torch.cuda.is_available() and not cpu
     if use_cuda:
         torch.cuda.set_device(local)
     backend = "nccl" if use_cuda else "gloo"

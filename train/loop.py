@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from train import distributed as D
 from train.pack import PackedRow
 from vlm.train_forward import load_balancing_loss, packed_loss
 
@@ -121,6 +122,10 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
+    # under torchrun: DDP over the ranks (train/distributed.py); made before the masters so
+    # its broadcast of rank 0's weights lands before they are copied
+    stepper = D.Synced(model, row_loss)
+    main = D.is_main()
     masters = MasterWeights(params)
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(masters.masters, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
@@ -130,25 +135,28 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         start = load_checkpoint(out / CHECKPOINT, names, masters, optimizer, scaler)
-        truncate_log(out / LOG_FILE, start)
+        if main:
+            truncate_log(out / LOG_FILE, start)
     else:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        (out / LOG_FILE).unlink(missing_ok=True)
+        if main:
+            (out / LOG_FILE).unlink(missing_ok=True)
 
     records = []
     step = start
     model.train()
     try:
         while step < cfg.steps:
-            record = one_step(model, rows, step, cfg, masters, optimizer, scaler, device,
+            record = one_step(stepper, rows, step, cfg, masters, optimizer, scaler, device,
                               top_k)
             step += 1
             record["total_steps"] = cfg.steps
             records.append(record)
-            with open(out / LOG_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if on_step is not None:
+            if main:
+                with open(out / LOG_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            if on_step is not None and main:
                 on_step(record)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
                 save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler, cfg)
@@ -160,27 +168,41 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     return records
 
 
-def one_step(model, rows, step, cfg: LoopConfig, masters: MasterWeights, optimizer, scaler,
+def row_loss(model, row: PackedRow):
+    """A packed row's summed loss (the forward DDP synchronises under torchrun)."""
+    return packed_loss(model, row.input_ids, row.positions, row.cu_seqlens, row.max_seqlen,
+                       row.labels, row.pixels, row.grids)
+
+
+def one_step(stepper, rows, step, cfg: LoopConfig, masters: MasterWeights, optimizer, scaler,
              device, top_k: int) -> dict:
+    """One optimizer step over a global batch of `accumulate x world_size` rows, this
+    rank's share of them computed here (train/distributed.py)."""
     t0 = time.perf_counter()
     lr = lr_at(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    batch = [rows[row_of(step * cfg.accumulate + j, len(rows), cfg.seed)]
-             for j in range(cfg.accumulate)]
+    world = D.world_size()
+    batch = [rows[row_of(step * cfg.accumulate * world + j, len(rows), cfg.seed)]
+             for j in range(cfg.accumulate * world)]
     targets = sum(r.target_tokens for r in batch)
+    mine = D.my_share(batch)
     total, tokens = 0.0, 0
-    for row in batch:
+    for k, row in enumerate(mine):
         r = row.to(device)
-        out = packed_loss(model, r.input_ids, r.positions, r.cu_seqlens, r.max_seqlen,
-                          r.labels, r.pixels, r.grids)
-        loss = out.loss_sum / max(targets, 1)
-        if cfg.router_aux_coef and out.router_logits:
-            loss = loss + cfg.router_aux_coef * load_balancing_loss(
-                out.router_logits, top_k) / len(batch)
-        scaler.scale(loss).backward()
+        with stepper.sync(last=k == len(mine) - 1):
+            out = stepper(r)
+            # x world: DDP averages the ranks' gradients, the step's loss is their sum
+            loss = out.loss_sum * world / max(targets, 1)
+            if cfg.router_aux_coef and out.router_logits:
+                loss = loss + cfg.router_aux_coef * world * load_balancing_loss(
+                    out.router_logits, top_k) / len(batch)
+            scaler.scale(loss).backward()
         total += float(out.loss_sum.detach())
         tokens += row.num_tokens
+    if world > 1:
+        total, tokens = D.all_reduce_sum(torch.tensor([total, tokens],
+                                                      dtype=torch.float64)).tolist()
     masters.grads_to_masters()
     scaler.unscale_(optimizer)
     grad_norm = 0.0
@@ -204,6 +226,8 @@ def one_step(model, rows, step, cfg: LoopConfig, masters: MasterWeights, optimiz
 
 def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeights,
                     optimizer, scaler, cfg: LoopConfig) -> Path:
+    if not D.is_main():  # every rank holds the same state; rank 0 writes it
+        return path
     state = {
         "step": step,
         "weights": {n: m.detach().cpu() for n, m in zip(names, masters.masters)},
