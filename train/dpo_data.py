@@ -39,6 +39,7 @@ from train.data import (
     DataError,
     ImageCache,
     Sample,
+    _text_of,
     needs_rebuild,
     rebuilt_messages,
     step_messages,
@@ -189,7 +190,7 @@ def correction_pair(agent: Run, demo: Run, speaks: BaseSpeaks, images: ImageCach
                         f"{exc}") from exc
     *prompt, reply = messages
     source = f"{agent.path} step {step.get('index', i)} corrected by {demo.path}"
-    return make_pair(prompt, chosen, reply["content"], source)
+    return make_pair(prompt, chosen, _text_of(reply), source)
 
 
 def correction_pairs(runs: list[Run], speaks: BaseSpeaks, images: ImageCache) -> list[Pair]:
