@@ -54,6 +54,7 @@ def torchrun(env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, env, method):
     base, _ = tiny_family_checkpoint("qwen2_5_vl")

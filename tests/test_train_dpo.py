@@ -80,6 +80,32 @@ def test_training_on_a_pair_raises_its_margin_and_keeps_the_base_as_reference(tm
     assert torch.allclose(reference_logps(model, [row], torch.device("cpu")), ref, atol=1e-5)
 
 
+def test_resume_continues_exactly(tmp_path):
+    model, _, row, _ = tiny_pair_row()
+    torch.manual_seed(0)
+    L.setup_lora(model, L.lora_config(4, 8.0, 0.1, False))  # dropout: the RNG must resume
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    ref = reference_logps(model, [row], torch.device("cpu"))
+    cpu = torch.device("cpu")
+    flat = dict(lr=5e-3, min_lr_ratio=1.0)  # a constant lr: 2 + 2 steps == 4 steps
+
+    def restart():
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in initial:
+                    p.copy_(initial[n])
+
+    whole = train_dpo(model, [row], ref, LoopConfig(steps=4, **flat), 0.1, tmp_path / "a",
+                      device=cpu)
+    restart()
+    train_dpo(model, [row], ref, LoopConfig(steps=2, **flat), 0.1, tmp_path / "b", device=cpu)
+    restart()  # the checkpoint, not the model in memory, must carry the state
+    rest = train_dpo(model, [row], ref, LoopConfig(steps=4, **flat), 0.1, tmp_path / "b",
+                     device=cpu, resume=True)
+    assert [r["step"] for r in rest] == [3, 4]
+    assert [r["loss"] for r in rest] == [r["loss"] for r in whole[2:]]
+
+
 def test_pairs_from_scores_and_bad_pairs():
     prompt = [{"role": "user", "content": "do it"}]
     pair = pair_from_scores(prompt, ["a", "b", "c"], [0.5, 1.0, 0.0])
@@ -126,6 +152,7 @@ def settings_dir(tmp_path, monkeypatch):
     return cfg
 
 
+@pytest.mark.slow
 def test_cli_writes_the_outputs(tmp_path, settings_dir, capsys):
     base, _ = tiny_family_checkpoint("qwen2_5_vl")
     pairs = write_pairs(tmp_path)

@@ -62,6 +62,7 @@ def agent_then_demo(tmp_path):
     return agent_dir, recorder.run_dir
 
 
+@pytest.mark.slow
 def test_a_corrected_run_gives_the_call_user_rejected_and_the_click_chosen(tmp_path,
                                                                           settings_dir):
     from agent.settings import Settings

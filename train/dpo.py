@@ -45,7 +45,7 @@ from train.loop import (
     truncate_log,
 )
 from train.merged import MERGED_DIR, save_merged
-from train.pack import PackedRow, pack_row
+from train.pack import PackedRow, PackedRows
 from train.sft import (
     ARGS_FILE,
     SftOptions,
@@ -110,18 +110,20 @@ def reference_logps(model, rows, device) -> torch.Tensor:
 
 
 def pair_rows(pairs, speaks, pack_tokens: int, image_token_id: int, merge_size: int,
-              images: ImageCache) -> list[PackedRow]:
-    rows = []
+              images: ImageCache) -> PackedRows:
+    """One row per pair, (chosen, rejected), built when trained (train/pack.py)."""
+    samples = []
     for pair in pairs:
         chosen, rejected = tokenize_pair(pair, speaks.processor, images)
         if len(chosen) + len(rejected) > pack_tokens:
             raise DataError(f"{pair.source}: {len(chosen) + len(rejected)} tokens for the pair, "
                             f"more than --pack-tokens {pack_tokens}; raise --pack-tokens")
-        rows.append(pack_row([chosen, rejected], image_token_id, merge_size))
-    return rows
+        samples += [chosen, rejected]
+    assignment = [[2 * i, 2 * i + 1] for i in range(len(pairs))]
+    return PackedRows(samples, assignment, image_token_id, merge_size)
 
 
-def train_dpo(model, rows: list[PackedRow], ref: torch.Tensor, cfg: LoopConfig, beta: float,
+def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
               out: Path, *, device: torch.device, resume: bool = False,
               on_step=None) -> list[dict]:
     """cfg.steps DPO steps; log records of the steps run now. Interrupted on Ctrl+C."""
@@ -269,6 +271,11 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None) -> dict:
                                              if p.requires_grad))
     args = {**asdict(opts), "method": "dpo", "resolved": resolved}
     check_resume(out, args, opts.resume)
+    if opts.resume:
+        old = json.loads((out / ARGS_FILE).read_text(encoding="utf-8"))
+        if old.get("beta") != opts.beta:
+            raise TrainError(f"--resume: beta differs from {out / ARGS_FILE} "
+                             f"({old.get('beta')} there); resume with the same options")
     if D.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
