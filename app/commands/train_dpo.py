@@ -15,7 +15,7 @@ import logging
 import sys
 
 from app.commands.common import EXIT_USAGE, setup_logging
-from app.commands.train_sft import EXIT_INTERRUPTED, EXIT_OK, ProgressBar
+from app.commands.train_sft import EXIT_INTERRUPTED, EXIT_OK, DefaultsFormatter, ProgressBar
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chosen, rejected; images by path relative to the file), or agent runs plus the "
         "record-demo demonstrations that corrected them (the model's proposed action "
         "rejected, the person's first action chosen).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="PAIRS_OR_RUNS",
                    help="pairs .jsonl files, run folders, run names, folders of runs")
