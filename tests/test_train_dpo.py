@@ -117,6 +117,22 @@ def test_pairs_from_scores_and_bad_pairs():
         make_pair([{"role": "assistant", "content": "x"}], "a", "b")
 
 
+def test_sampled_and_scored_pairs_train_in_memory(tmp_path, settings_dir):
+    """The embedded-model path: replies sampled for a prompt with a PIL screenshot, scored,
+    then trained on without a file."""
+    from train.dpo import DpoOptions, run_dpo
+
+    base, _ = tiny_family_checkpoint("qwen2_5_vl")
+    prompt = [{"role": "user", "content": [{"type": "text", "text": "open the menu"},
+                                           {"type": "image", "image": noise_image(56, 56, 5)}]}]
+    pair = pair_from_scores(prompt, [REJECTED, CHOSEN], [0.0, 1.0], source="rollout 0")
+    opts = DpoOptions(inputs=[], base=str(base), out=str(tmp_path / "out"), lora_rank=4,
+                      steps=2, device="cpu", save_every=0)
+    summary = run_dpo(opts, pairs=[pair])
+    assert summary["pairs"] == 1 and summary["steps"] == 2
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def write_pairs(tmp_path, n=2) -> object:
     noise_image(56, 56, 3).save(tmp_path / "shot.png")
     lines = [{"messages": [{"role": "system", "content": "You are a GUI agent."},

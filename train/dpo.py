@@ -213,8 +213,11 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
     return records
 
 
-def run_dpo(opts: DpoOptions, on_step=None, settings=None) -> dict:
-    """DPO as `opts` says; returns a summary (paths, counts, the last loss and margin)."""
+def run_dpo(opts: DpoOptions, on_step=None, settings=None, pairs=None) -> dict:
+    """DPO as `opts` says; returns a summary (paths, counts, the last loss and margin).
+    `pairs`: Pairs made in memory (train.dpo_data.make_pair / pair_from_scores: sampled and
+    scored replies, images as PIL images or paths), trained on after those of opts.inputs
+    (which may then be empty)."""
     from train import distributed as D
 
     out = Path(opts.out).expanduser()
@@ -241,7 +244,9 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None) -> dict:
     speaks = base_speaks(folder, cfg, settings)
     images = ImageCache()
     try:
-        pairs = load_pairs(opts.inputs, speaks, Path(settings.runs_dir).expanduser(), images)
+        given = list(pairs or [])
+        pairs = (load_pairs(opts.inputs, speaks, Path(settings.runs_dir).expanduser(), images)
+                 if opts.inputs or not given else []) + given
         rows = pair_rows(pairs, speaks, opts.pack_tokens, cfg.image_token_id,
                          cfg.vision.spatial_merge_size, images)
     except DataError as exc:
