@@ -1,6 +1,7 @@
 """`torchrun --nproc-per-node 2 -m train sft|dpo ...` on the CPU (gloo): two ranks with
 --accumulate 1 log the same losses as one process with --accumulate 2 (the same global
-batch), and only rank 0 writes the outputs."""
+batch), and only rank 0 writes the outputs. sft runs --full (FSDP2: its gathered merged
+weights equal the single process's), dpo runs LoRA (DDP)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from app import cli
 from tests.tiny_checkpoints import tiny_family_checkpoint
@@ -71,13 +73,22 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, env, met
     single = tmp_path / "single"
     assert cli.main(["train", method, *common, "--out", str(single), "--accumulate", "2"]) == 0
     ranks = tmp_path / "ranks"
-    done = torchrun(env, method, *common, "--out", str(ranks), "--accumulate", "1")
+    done = torchrun(env, method, *common, "--out", str(ranks), "--accumulate", "1", "-v")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert ("FSDP2: the model sharded over 2 ranks" in done.stderr) == (method == "sft")
     assert losses(ranks) == pytest.approx(losses(single), rel=1e-5)
     assert len(set(losses(single))) > 1  # the updates moved the loss: they were compared too
     args = json.loads((ranks / "train_args.json").read_text())
     assert args["resolved"]["world_size"] == 2
     assert done.stdout.count("trained 3") == 1  # rank 0 reports; rank 1 is silent
+    if method == "sft":  # --full: FSDP2; the gathered weights are the single process's
+        from safetensors.torch import load_file
+
+        (one,) = (single / "merged").glob("*.safetensors")
+        got, want = load_file(ranks / "merged" / one.name), load_file(one)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert torch.allclose(got[name], want[name], rtol=1e-4, atol=1e-6), name
 
 
 def test_usage_without_a_method():

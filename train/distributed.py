@@ -8,6 +8,7 @@ trains rows r, r + N, r + 2N, ... of it. DDP averages the gradients over the ran
 rank scales its loss by N: the update is exactly the one a single process makes with
 `--accumulate accumulate x N` (up to float summation order). Only rank 0 writes files.
 
+With `--full`, FSDP2 (`torch.distributed.fsdp.fully_shard`) takes DDP's place (see Synced).
 Without torchrun (no process group) every function here is the single-process identity.
 """
 
@@ -98,14 +99,47 @@ class _Forward(torch.nn.Module):
         return self.fn(self.model, row)
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A sharded (FSDP2 DTensor) tensor gathered whole on every rank (a collective: every
+    rank must call it); any other tensor as it is."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_optimizer_state(state: dict) -> dict:
+    """An optimizer state_dict with every sharded tensor gathered whole (a collective)."""
+    return {**state, "state": {k: {n: full(v) for n, v in s.items()}
+                               for k, s in state["state"].items()}}
+
+
+def unshard_for_saving(model: torch.nn.Module) -> None:
+    """Replace every sharded parameter of `model` by its whole tensor (a collective), so the
+    adapter / merged writers see plain tensors; training is over when this is called."""
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if hasattr(p, "full_tensor"):
+                whole = torch.nn.Parameter(p.full_tensor().detach(), requires_grad=False)
+                module._parameters[name] = whole
+
+
 class Synced:
     """Runs `fn(model, row)` through DDP when there is a process group, directly otherwise;
+    with `shard` (full fine-tuning) through FSDP2 (`fully_shard`) instead: weights, gradients
+    and optimizer states sharded over the ranks between steps. One FSDP group holds the
+    whole model (the packed forward calls the layers' parts directly, not the layers'
+    forward, so per-layer groups would never be gathered): a forward gathers all of it.
+    Make it before reading the model's parameters: FSDP2 replaces them by sharded ones.
     `sync(last)` lets gradients reduce only at the last micro-step of an optimizer step."""
 
-    def __init__(self, model: torch.nn.Module, fn: Callable):
+    def __init__(self, model: torch.nn.Module, fn: Callable, shard: bool = False):
         self.fn, self.model = fn, model
         self.ddp = None
-        if active() and world_size() > 1:
+        self.sharded = None
+        if active() and world_size() > 1 and shard:
+            from torch.distributed.fsdp import fully_shard
+
+            self.sharded = fully_shard(_Forward(model, fn))
+            log.info("FSDP2: the model sharded over %d ranks", world_size())
+        elif active() and world_size() > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             device_ids = None
@@ -116,9 +150,14 @@ class Synced:
                            find_unused_parameters=True)
 
     def __call__(self, row):
+        if self.sharded is not None:
+            return self.sharded(row)
         return self.fn(self.model, row) if self.ddp is None else self.ddp(row)
 
     def sync(self, last: bool):
+        if self.sharded is not None:
+            self.sharded.set_requires_gradient_sync(last)
+            return contextlib.nullcontext()
         if self.ddp is None or last:
             return contextlib.nullcontext()
         return self.ddp.no_sync()

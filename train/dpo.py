@@ -129,11 +129,15 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
     """cfg.steps DPO steps; log records of the steps run now. Interrupted on Ctrl+C."""
     from train import distributed as D
 
+    # first: DDP broadcasts rank 0's weights, FSDP2 (cfg.shard) replaces them by shards
+    stepper = D.Synced(model, sequence_logps, shard=cfg.shard)
+    if resume and stepper.sharded is not None:
+        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported; resume "
+                         "it in one process, or train with --lora-rank")
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    stepper = D.Synced(model, sequence_logps)  # before the masters: DDP syncs rank 0's weights
     masters = MasterWeights(params)
     optimizer = torch.optim.AdamW(masters.masters, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=(device.type == "cuda") or None)
@@ -184,8 +188,8 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
             scaler.unscale_(optimizer)
             grad_norm = 0.0
             if cfg.max_grad_norm:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(masters.masters,
-                                                                 cfg.max_grad_norm))
+                grad_norm = float(D.full(torch.nn.utils.clip_grad_norm_(masters.masters,
+                                                                        cfg.max_grad_norm)))
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -288,12 +292,14 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None, pairs=None) -> dict:
              device, dtype_name, opts.beta)
     loop_cfg = LoopConfig(steps=steps, lr=lr, warmup=warmup, accumulate=opts.accumulate,
                           max_grad_norm=opts.max_grad_norm, weight_decay=opts.weight_decay,
-                          seed=opts.seed, save_every=opts.save_every, dtype=dtype_name)
+                          seed=opts.seed, save_every=opts.save_every, dtype=dtype_name,
+                          shard=opts.full)
     records = train_dpo(model, rows, ref, loop_cfg, opts.beta, out, device=device,
                         resume=opts.resume, on_step=on_step)
     summary = {"out": str(out), "steps": steps, "log": str(out / LOG_FILE), **resolved,
                "last_loss": records[-1]["loss"] if records else None,
                "last_margin": records[-1]["margin"] if records else None}
+    D.unshard_for_saving(model)  # FSDP2: every rank gathers; rank 0 writes
     if not D.is_main():
         return summary
     if lora_cfg is not None:

@@ -53,6 +53,7 @@ class LoopConfig:
     save_every: int = 50  # steps between checkpoints (0: only at the end / on Ctrl+C)
     router_aux_coef: float = 0.0  # weight of the MoE load-balancing loss (0: off)
     dtype: str = "fp32"  # compute dtype: bf16 | fp16 | fp32
+    shard: bool = False  # under torchrun: FSDP2 instead of DDP (full fine-tuning)
 
 
 class Interrupted(RuntimeError):
@@ -118,14 +119,17 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     records of the steps run now. Raises Interrupted on Ctrl+C after saving."""
     if not rows:
         raise ValueError("no packed rows to train on")
+    # under torchrun: DDP (FSDP2 with cfg.shard) over the ranks (train/distributed.py); made
+    # first: DDP broadcasts rank 0's weights, FSDP2 replaces the parameters by shards
+    stepper = D.Synced(model, row_loss, shard=cfg.shard)
+    if resume and stepper.sharded is not None:
+        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported; resume "
+                         "it in one process, or train with --lora-rank")
+    main = D.is_main()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    # under torchrun: DDP over the ranks (train/distributed.py); made before the masters so
-    # its broadcast of rank 0's weights lands before they are copied
-    stepper = D.Synced(model, row_loss)
-    main = D.is_main()
     masters = MasterWeights(params)
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(masters.masters, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
@@ -207,7 +211,8 @@ def one_step(stepper, rows, step, cfg: LoopConfig, masters: MasterWeights, optim
     scaler.unscale_(optimizer)
     grad_norm = 0.0
     if cfg.max_grad_norm:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(masters.masters, cfg.max_grad_norm))
+        grad_norm = float(D.full(torch.nn.utils.clip_grad_norm_(masters.masters,
+                                                                cfg.max_grad_norm)))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -226,12 +231,15 @@ def one_step(stepper, rows, step, cfg: LoopConfig, masters: MasterWeights, optim
 
 def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeights,
                     optimizer, scaler, cfg: LoopConfig) -> Path:
-    if not D.is_main():  # every rank holds the same state; rank 0 writes it
+    # every rank holds the same state (FSDP2: gathered from the shards); rank 0 writes it
+    weights = {n: D.full(m).detach().cpu() for n, m in zip(names, masters.masters)}
+    optimizer_state = D.full_optimizer_state(optimizer.state_dict())
+    if not D.is_main():
         return path
     state = {
         "step": step,
-        "weights": {n: m.detach().cpu() for n, m in zip(names, masters.masters)},
-        "optimizer": optimizer.state_dict(),
+        "weights": weights,
+        "optimizer": optimizer_state,
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},

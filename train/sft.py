@@ -175,12 +175,14 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
     loop_cfg = LoopConfig(steps=steps, lr=lr, warmup=warmup, accumulate=opts.accumulate,
                           max_grad_norm=opts.max_grad_norm, weight_decay=opts.weight_decay,
                           seed=opts.seed, save_every=opts.save_every,
-                          router_aux_coef=opts.router_aux_coef, dtype=dtype_name)
+                          router_aux_coef=opts.router_aux_coef, dtype=dtype_name,
+                          shard=opts.full)
     records = train(model, rows, loop_cfg, out, device=device, resume=opts.resume,
                     on_step=on_step, top_k=cfg.text.num_experts_per_tok)
 
     summary = {"out": str(out), "steps": steps, "log": str(out / LOG_FILE), **resolved,
                "last_loss": records[-1]["loss"] if records else None}
+    D.unshard_for_saving(model)  # FSDP2: every rank gathers; rank 0 writes
     if not D.is_main():
         return summary
     if lora_cfg is not None:
