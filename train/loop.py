@@ -123,8 +123,8 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     # first: DDP broadcasts rank 0's weights, FSDP2 replaces the parameters by shards
     stepper = D.Synced(model, row_loss, shard=cfg.shard)
     if resume and stepper.sharded is not None:
-        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported; resume "
-                         "it in one process, or train with --lora-rank")
+        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported yet; "
+                         "start it again without --resume (LoRA runs, on DDP, resume)")
     main = D.is_main()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
