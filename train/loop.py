@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from train import distributed as D
 from train.pack import PackedRow
 from vlm.train_forward import load_balancing_loss, packed_loss
 
@@ -52,6 +53,7 @@ class LoopConfig:
     save_every: int = 50  # steps between checkpoints (0: only at the end / on Ctrl+C)
     router_aux_coef: float = 0.0  # weight of the MoE load-balancing loss (0: off)
     dtype: str = "fp32"  # compute dtype: bf16 | fp16 | fp32
+    shard: bool = False  # under torchrun: FSDP2 instead of DDP (full fine-tuning)
 
 
 class Interrupted(RuntimeError):
@@ -117,6 +119,13 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     records of the steps run now. Raises Interrupted on Ctrl+C after saving."""
     if not rows:
         raise ValueError("no packed rows to train on")
+    # under torchrun: DDP (FSDP2 with cfg.shard) over the ranks (train/distributed.py); made
+    # first: DDP broadcasts rank 0's weights, FSDP2 replaces the parameters by shards
+    stepper = D.Synced(model, row_loss, shard=cfg.shard)
+    if resume and stepper.sharded is not None:
+        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported yet; "
+                         "start it again without --resume (LoRA runs, on DDP, resume)")
+    main = D.is_main()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -130,25 +139,28 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         start = load_checkpoint(out / CHECKPOINT, names, masters, optimizer, scaler)
-        truncate_log(out / LOG_FILE, start)
+        if main:
+            truncate_log(out / LOG_FILE, start)
     else:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        (out / LOG_FILE).unlink(missing_ok=True)
+        if main:
+            (out / LOG_FILE).unlink(missing_ok=True)
 
     records = []
     step = start
     model.train()
     try:
         while step < cfg.steps:
-            record = one_step(model, rows, step, cfg, masters, optimizer, scaler, device,
+            record = one_step(stepper, rows, step, cfg, masters, optimizer, scaler, device,
                               top_k)
             step += 1
             record["total_steps"] = cfg.steps
             records.append(record)
-            with open(out / LOG_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if on_step is not None:
+            if main:
+                with open(out / LOG_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            if on_step is not None and main:
                 on_step(record)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
                 save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler, cfg)
@@ -160,32 +172,47 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     return records
 
 
-def one_step(model, rows, step, cfg: LoopConfig, masters: MasterWeights, optimizer, scaler,
+def row_loss(model, row: PackedRow):
+    """A packed row's summed loss (the forward DDP synchronises under torchrun)."""
+    return packed_loss(model, row.input_ids, row.positions, row.cu_seqlens, row.max_seqlen,
+                       row.labels, row.pixels, row.grids)
+
+
+def one_step(stepper, rows, step, cfg: LoopConfig, masters: MasterWeights, optimizer, scaler,
              device, top_k: int) -> dict:
+    """One optimizer step over a global batch of `accumulate x world_size` rows, this
+    rank's share of them computed here (train/distributed.py)."""
     t0 = time.perf_counter()
     lr = lr_at(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    batch = [rows[row_of(step * cfg.accumulate + j, len(rows), cfg.seed)]
-             for j in range(cfg.accumulate)]
+    world = D.world_size()
+    batch = [rows[row_of(step * cfg.accumulate * world + j, len(rows), cfg.seed)]
+             for j in range(cfg.accumulate * world)]
     targets = sum(r.target_tokens for r in batch)
+    mine = D.my_share(batch)
     total, tokens = 0.0, 0
-    for row in batch:
+    for k, row in enumerate(mine):
         r = row.to(device)
-        out = packed_loss(model, r.input_ids, r.positions, r.cu_seqlens, r.max_seqlen,
-                          r.labels, r.pixels, r.grids)
-        loss = out.loss_sum / max(targets, 1)
-        if cfg.router_aux_coef and out.router_logits:
-            loss = loss + cfg.router_aux_coef * load_balancing_loss(
-                out.router_logits, top_k) / len(batch)
-        scaler.scale(loss).backward()
+        with stepper.sync(last=k == len(mine) - 1):
+            out = stepper(r)
+            # x world: DDP averages the ranks' gradients, the step's loss is their sum
+            loss = out.loss_sum * world / max(targets, 1)
+            if cfg.router_aux_coef and out.router_logits:
+                loss = loss + cfg.router_aux_coef * world * load_balancing_loss(
+                    out.router_logits, top_k) / len(batch)
+            scaler.scale(loss).backward()
         total += float(out.loss_sum.detach())
         tokens += row.num_tokens
+    if world > 1:
+        total, tokens = D.all_reduce_sum(torch.tensor([total, tokens],
+                                                      dtype=torch.float64)).tolist()
     masters.grads_to_masters()
     scaler.unscale_(optimizer)
     grad_norm = 0.0
     if cfg.max_grad_norm:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(masters.masters, cfg.max_grad_norm))
+        grad_norm = float(D.full(torch.nn.utils.clip_grad_norm_(masters.masters,
+                                                                cfg.max_grad_norm)))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -204,10 +231,15 @@ def one_step(model, rows, step, cfg: LoopConfig, masters: MasterWeights, optimiz
 
 def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeights,
                     optimizer, scaler, cfg: LoopConfig) -> Path:
+    # every rank holds the same state (FSDP2: gathered from the shards); rank 0 writes it
+    weights = {n: D.full(m).detach().cpu() for n, m in zip(names, masters.masters)}
+    optimizer_state = D.full_optimizer_state(optimizer.state_dict())
+    if not D.is_main():
+        return path
     state = {
         "step": step,
-        "weights": {n: m.detach().cpu() for n, m in zip(names, masters.masters)},
-        "optimizer": optimizer.state_dict(),
+        "weights": weights,
+        "optimizer": optimizer_state,
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},

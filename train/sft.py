@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from train import distributed as D
 from train import lora as L
 from train.data import DataError, base_speaks, load_samples
 from train.loop import LOG_FILE, LoopConfig, train
@@ -119,7 +120,7 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
         raise TrainError(f"--epochs must be > 0, got {opts.epochs}")
     if opts.accumulate < 1:
         raise TrainError(f"--accumulate must be >= 1, got {opts.accumulate}")
-    device, dtype_name = resolve_device_dtype(opts.device, opts.dtype)
+    device, dtype_name = resolve_device_dtype(D.local_device(opts.device), opts.dtype)
     lr = opts.lr if opts.lr is not None else (1e-5 if opts.full else 2e-4)
     if lr <= 0:
         raise TrainError(f"--lr must be > 0, got {lr}")
@@ -137,7 +138,9 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
                     cfg.vision.spatial_merge_size)
     except DataError as exc:
         raise TrainError(str(exc)) from exc
-    steps = opts.steps or max(1, math.ceil(len(rows) * opts.epochs / opts.accumulate))
+    # under torchrun a step's global batch is accumulate x world_size rows
+    steps = opts.steps or max(1, math.ceil(len(rows) * opts.epochs /
+                                           (opts.accumulate * D.world_size())))
     warmup = opts.warmup if opts.warmup is not None else round(0.05 * steps)
 
     lora_cfg = None
@@ -160,23 +163,28 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
                     target_tokens=sum(s.target_tokens for s in samples),
                     trainable_parameters=sum(p.numel() for p in model.parameters()
                                              if p.requires_grad),
-                    trainable_tensors=len(trainable))
+                    trainable_tensors=len(trainable), world_size=D.world_size())
     args = {**asdict(opts), "resolved": resolved}
     check_resume(out, args, opts.resume)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
+    if D.is_main():  # only rank 0 writes files
+        (out / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
     log.info("training %s on %d samples in %d rows, %d steps (%s, %s)", opts.base,
              len(samples), len(rows), steps, device, dtype_name)
 
     loop_cfg = LoopConfig(steps=steps, lr=lr, warmup=warmup, accumulate=opts.accumulate,
                           max_grad_norm=opts.max_grad_norm, weight_decay=opts.weight_decay,
                           seed=opts.seed, save_every=opts.save_every,
-                          router_aux_coef=opts.router_aux_coef, dtype=dtype_name)
+                          router_aux_coef=opts.router_aux_coef, dtype=dtype_name,
+                          shard=opts.full)
     records = train(model, rows, loop_cfg, out, device=device, resume=opts.resume,
                     on_step=on_step, top_k=cfg.text.num_experts_per_tok)
 
     summary = {"out": str(out), "steps": steps, "log": str(out / LOG_FILE), **resolved,
                "last_loss": records[-1]["loss"] if records else None}
+    D.unshard_for_saving(model)  # FSDP2: every rank gathers; rank 0 writes
+    if not D.is_main():
+        return summary
     if lora_cfg is not None:
         summary["adapter"] = str(L.save_adapter(model, lora_cfg, out / L.ADAPTER_DIR,
                                                 opts.train_vision))
