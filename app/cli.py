@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "serve a local model over an OpenAI-compatible HTTP API"),
     "models": ("models", "the model catalogue: `models list|info ID|download ID`"),
     "train": ("train", "fine-tune the model on recorded runs: `train sft|dpo|plan`"),
+    "eval": ("eval", "measure a policy: `eval tasks` (practice suite), `eval grounding`"),
+    "tasks": ("tasks", "the practice task suite: `tasks show|label|export-grounding`"),
 }
 
 

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QProcess, QTimer
 from app.demo_actions import DemoActions
 from app.hiding import WindowHider
 from app.model_actions import ModelActions
+from app.practice_actions import open_practice_task
 from app.runs_actions import RunsActions
 from app.stepview import StepView, from_step
 from app.views.dialogs import ConfirmDialog, ReplyDialog
@@ -91,6 +92,7 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
         w.welcome.choose_local.connect(lambda: self._welcome_to_model("local"))
         w.welcome.choose_remote.connect(lambda: self._welcome_to_model("remote"))
         w.welcome.open_sandbox.connect(self.launch_sandbox)
+        w.welcome.try_practice_task.connect(lambda: open_practice_task(self))
         w.welcome.dismissed.connect(lambda: w.show_welcome(False))
         w.close_guard = self._close_guard
 

@@ -10,6 +10,10 @@ pixels, so tests can aim at widgets and check what the agent did without guessin
 The window sits at a fixed position and size so scripted coordinates stay valid. Rects
 in the state are in native screen pixels: Qt's logical geometry times the device pixel
 ratio (QT_SCALE_FACTOR=2 gives a window twice as large on screen).
+
+With a task seed it shows practice task N instead (agent/tasks, rendered by
+app/task_window.py): the window at the task's seeded position and size, its
+instruction in the title, its state (agent/tasks/state.py) in the state file.
 """
 
 from __future__ import annotations
@@ -264,10 +268,33 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def run(state_file: str | None = None) -> int:
-    """Show the sandbox until its window is closed."""
+def task_window(seed: int, state_file: str | os.PathLike | None = None,
+                screen: QtCore.QRect | None = None):
+    """Practice task `seed`'s window, placed on `screen` (default: the primary screen's
+    available area) and mirroring its state to `state_file`."""
+    from agent.tasks import generate
+    from app.task_window import TaskWindow, prepare_application
+
+    app = QtWidgets.QApplication.instance()
+    prepare_application(app)
+    path = Path(state_file) if state_file else None
+    window = TaskWindow(generate(seed))
+
+    def write_state() -> None:
+        if path is not None and window.isVisible():
+            write_json_atomic(path, window.state())
+
+    window.on_change = write_state
+    area = screen or app.primaryScreen().availableGeometry()
+    x, y = window.task.layout.position_on(area.width(), area.height())
+    window.move(area.x() + x, area.y() + y)
+    return window
+
+
+def run(state_file: str | None = None, task_seed: int | None = None) -> int:
+    """Show the sandbox (or practice task `task_seed`) until its window is closed."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["deskpilot-sandbox"])
-    window = Sandbox(state_file)
+    window = Sandbox(state_file) if task_seed is None else task_window(task_seed, state_file)
     window.show()
     window.raise_()
     window.activateWindow()

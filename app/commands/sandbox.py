@@ -1,4 +1,7 @@
-"""`deskpilot sandbox [--state-file PATH]`: open the practice window."""
+"""`deskpilot sandbox [--task-seed N] [--state-file PATH]`: open the practice window.
+
+Without a seed: the sandbox with one target per action type. With `--task-seed N`:
+practice task N (agent/tasks), its instruction in the window title."""
 
 from __future__ import annotations
 
@@ -14,7 +17,11 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--state-file", metavar="PATH",
                         help="write the window's state as JSON to PATH after every change")
+    parser.add_argument("--task-seed", type=int, metavar="N",
+                        help="show practice task N (a non-negative integer) instead")
     args = parser.parse_args(argv)
+    if args.task_seed is not None and args.task_seed < 0:
+        parser.error(f"--task-seed must be a non-negative integer, got {args.task_seed}")
     headless = os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")
     if (sys.platform.startswith("linux") and not headless
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
@@ -25,4 +32,4 @@ def main(argv: list[str]) -> int:
         return 2
     from app.sandbox import run
 
-    return run(args.state_file)
+    return run(args.state_file, args.task_seed)

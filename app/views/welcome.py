@@ -23,7 +23,8 @@ another machine; give its URL, e.g. <code>http://gpu-box:8000/v1</code>.</li>
 (<code>{hotkey}</code>), the Stop button or the tray icon. Risky actions (closing
 windows, shell commands) ask you first.</p>
 <p>Try it safely first: the <b>practice sandbox</b> is a small window with buttons, a text
-field, a list and a slider that the agent can play with.</p>
+field, a list and a slider that the agent can play with, and <b>a practice task</b> opens
+one of thousands of small practice windows with its instruction filled in, ready to Run.</p>
 """
 
 
@@ -31,6 +32,7 @@ class WelcomePage(QWidget):
     choose_local = Signal()
     choose_remote = Signal()
     open_sandbox = Signal()
+    try_practice_task = Signal()
     dismissed = Signal()
 
     def __init__(self, hotkey: str = "<ctrl>+<alt>+<shift>+s", parent: QWidget | None = None):
@@ -47,9 +49,11 @@ class WelcomePage(QWidget):
         self.local_button.setObjectName("primary")
         self.remote_button = QPushButton("Use a server…")
         self.sandbox_button = QPushButton("Open the practice sandbox")
+        self.practice_button = QPushButton("Try a practice task")
         self.skip_button = QPushButton("Skip for now")
         buttons = QHBoxLayout()
-        for b in (self.local_button, self.remote_button, self.sandbox_button):
+        for b in (self.local_button, self.remote_button, self.sandbox_button,
+                  self.practice_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.skip_button)
@@ -69,4 +73,5 @@ class WelcomePage(QWidget):
         self.local_button.clicked.connect(self.choose_local)
         self.remote_button.clicked.connect(self.choose_remote)
         self.sandbox_button.clicked.connect(self.open_sandbox)
+        self.practice_button.clicked.connect(self.try_practice_task)
         self.skip_button.clicked.connect(self.dismissed)
