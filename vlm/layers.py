@@ -39,6 +39,17 @@ class GatedMLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+def run_block(block, checkpointed: bool, *args):
+    """block(*args), recomputed in the backward pass instead of keeping its activations when
+    `checkpointed` (training with gradient checkpointing: torch.utils.checkpoint,
+    non-reentrant, so frozen inputs and keyword-free calls both work)."""
+    if checkpointed and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) over the last dim's halves: the "non-interleaved" rotary pairing."""
     x1, x2 = x.chunk(2, dim=-1)

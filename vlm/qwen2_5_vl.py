@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from vlm.config import VisionConfig
-from vlm.layers import GatedMLP, RMSNorm
+from vlm.layers import GatedMLP, RMSNorm, run_block
 from vlm.vision import (
     PatchEmbed,
     VisionAttention,
@@ -92,6 +92,7 @@ class WindowedVisionModel(nn.Module):
         self.patch_embed = PatchEmbed(cfg, bias=False)
         self.blocks = nn.ModuleList(WindowedBlock(cfg) for _ in range(cfg.depth))
         self.merger = RMSNormMerger(cfg)
+        self.checkpoint_blocks = False  # training: recompute each block in backward
 
     def forward(self, pixels: torch.Tensor, grids: list[tuple[int, int, int]]):
         """pixels (N, C) for images with patch grids [(t, h, w), ...] -> (merged (M, O), [])
@@ -119,10 +120,9 @@ class WindowedVisionModel(nn.Module):
             device=dev, dtype=torch.int32)
         max_win = int(win_patches.max())
         for i, blk in enumerate(self.blocks):
-            if i in cfg.fullatt_block_indexes:
-                x = blk(x, cos, sin, cu_full, max_full)
-            else:
-                x = blk(x, cos, sin, cu_win, max_win)
+            full = i in cfg.fullatt_block_indexes
+            x = run_block(blk, self.checkpoint_blocks, x, cos, sin,
+                          cu_full if full else cu_win, max_full if full else max_win)
         merged = self.merger(x)  # (M, O), window order
         out = torch.empty_like(merged)
         out[order] = merged  # back to the prompt's (row-major per image) token order

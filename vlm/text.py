@@ -64,7 +64,11 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(self.d, cfg.rms_norm_eps) if cfg.qk_norm else nn.Identity()
         self.k_norm = RMSNorm(self.d, cfg.rms_norm_eps) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x, cos, sin, cache: KVCache, layer: int, start: int, cu_q, cu_k):
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int, start: int, cu_q, cu_k,
+                max_len: int | None = None):
+        """With a cache: the T queries continue one sequence. Without (training over packed
+        samples, vlm/train_forward.py): K/V are this call's own, `cu_q` == `cu_k` mark the
+        samples and `max_len` is the longest."""
         t = x.shape[0]
         q = self.q_norm(self.q_proj(x).view(t, self.hq, self.d))  # (T, Hq, D)
         k = self.k_norm(self.k_proj(x).view(t, self.hkv, self.d))  # (T, Hkv, D)
@@ -73,17 +77,21 @@ class Attention(nn.Module):
         # head's rows densely
         q = apply_rotary(q, cos, sin, out=q.new_empty(self.hq, t, self.d).transpose(0, 1))
         k = apply_rotary(k, cos, sin)
-        k_all, v_all = cache.update(layer, start, k, v)  # (S, Hkv, D)
+        if cache is None:
+            k_all, v_all = k, v
+        else:
+            k_all, v_all = cache.update(layer, start, k, v)  # (S, Hkv, D)
         s = k_all.shape[0]
         g = self.hq // self.hkv
-        if t == 1 and g > 1:
+        if t == 1 and g > 1 and cache is not None:
             # decode: the g query heads sharing a kv head become g query rows of one sequence
             # (query head kv*g + j -> row j, head kv), so K/V are read once per kv head and
             # never expanded; one token sees every cached key, so causal == full here
             qp = q.view(self.hkv, g, self.d).transpose(0, 1).contiguous()  # (g, Hkv, D)
             o = packed_attention(qp, k_all, v_all, cu_q, cu_k, g, s, causal=False)
             return self.o_proj(o.transpose(0, 1).reshape(1, -1))  # (1, Hq*D)
-        o = packed_attention(q, k_all, v_all, cu_q, cu_k, t, s, causal=True)  # (T, Hq, D)
+        o = packed_attention(q, k_all, v_all, cu_q, cu_k, max_len or t, max_len or s,
+                             causal=True)  # (T, Hq, D)
         return self.o_proj(o.reshape(t, -1))
 
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlm.config import VisionConfig
-from vlm.layers import apply_rotary, packed_attention
+from vlm.layers import apply_rotary, packed_attention, run_block
 
 # rows per block for the row-wise parts of a ViT block (projections, rotary, MLP): small
 # enough that a block's activations stay in cache, large enough for efficient matmuls
@@ -149,6 +149,7 @@ class VisionModel(nn.Module):
         self.merger = PatchMerger(cfg, post_shuffle=False)
         self.deepstack_merger_list = nn.ModuleList(
             PatchMerger(cfg, post_shuffle=True) for _ in cfg.deepstack_visual_indexes)
+        self.checkpoint_blocks = False  # training: recompute each block in backward
 
     def _positions(self, grids: list[tuple[int, int, int]], device):
         """Per patch: row/col in merge order, and the 4 bilinear taps into the learned table.
@@ -187,7 +188,7 @@ class VisionModel(nn.Module):
         cu, max_len = frame_seqlens(grids, dev)
         deepstack = []
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, cu, max_len)
+            x = run_block(blk, self.checkpoint_blocks, x, cos, sin, cu, max_len)
             if i in self.cfg.deepstack_visual_indexes:
                 j = self.cfg.deepstack_visual_indexes.index(i)
                 deepstack.append(self.deepstack_merger_list[j](x))
