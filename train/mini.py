@@ -93,6 +93,7 @@ class MiniShape:
     experts_per_token: int = 2
     expert_mlp: int = 192
     vocab_size: int = 2048
+    max_pixels: int = MAX_PIXELS  # the screenshot's size at the model (preprocessor config)
 
     def config_dict(self, ids: dict[str, int]) -> dict:
         text = dict(
@@ -122,7 +123,8 @@ SHAPES = {
     "tiny": MiniShape(vision_depth=2, vision_hidden=32, vision_heads=2, vision_mlp=64,
                       deepstack=(0,), position_side=16, text_hidden=48, text_layers=2,
                       text_heads=2, kv_heads=1, head_dim=24, mrope_section=(4, 4, 4),
-                      experts=2, experts_per_token=1, expert_mlp=48, vocab_size=700),
+                      experts=2, experts_per_token=1, expert_mlp=48, vocab_size=700,
+                      max_pixels=384 * 256),  # small screenshots: a fast smoke test
 }
 
 
@@ -251,7 +253,7 @@ def build_base(folder: Path, shape: MiniShape, seed: int) -> Path:
     model = Qwen3VLMoeForConditionalGeneration(config).float()
     model.save_pretrained(tmp)
     _to_published_layout(tmp)
-    write_preprocessor_config(tmp, MIN_PIXELS, MAX_PIXELS)
+    write_preprocessor_config(tmp, MIN_PIXELS, shape.max_pixels)
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
@@ -274,10 +276,17 @@ def _to_published_layout(folder: Path) -> None:
 # --- data: the practice suite rendered, the expert's labels and moves -------------------------
 
 
-def mini_dialect(history_n: int = 5):
+def mini_dialect(max_pixels: int = MAX_PIXELS, history_n: int = 5):
     from agent.dialects import get_dialect
 
-    return get_dialect(DIALECT, history_n=history_n, max_pixels=MAX_PIXELS)
+    return get_dialect(DIALECT, history_n=history_n, max_pixels=max_pixels)
+
+
+def checkpoint_max_pixels(folder: Path) -> int:
+    """The pixel bound a checkpoint's preprocessor_config.json gives its screenshots."""
+    from vlm.processor import ImageSettings
+
+    return ImageSettings.from_folder(Path(folder)).max_pixels
 
 
 def model_view(observation, dialect):
@@ -399,7 +408,7 @@ def run_mini(opts: MiniOptions, *, open_env: Callable, open_screen: Callable | N
     base = out / "base"
     if not (opts.resume and (base / "config.json").is_file()):
         build_base(base, SHAPES[opts.shape], opts.seed)
-    dialect = mini_dialect()
+    dialect = mini_dialect(SHAPES[opts.shape].max_pixels)
     started = time.perf_counter()
     screens = _screens_seen(out)
     current = base
@@ -492,7 +501,7 @@ def evaluate(model_dir: Path, seeds: list[int], open_screen: Callable,
     if any(s >= TRAIN_SEED_BASE for s in seeds):
         raise MiniError(f"evaluation seeds must be below {TRAIN_SEED_BASE} (training seeds)")
     engine = vlm.load(str(model_dir), device="cpu", dtype="fp32")
-    dialect = mini_dialect()
+    dialect = mini_dialect(checkpoint_max_pixels(model_dir))
     t0 = time.perf_counter()
     summary, results = evaluate_tasks(
         seeds, open_screen=lambda task: open_screen(task, screen_size),
