@@ -74,3 +74,25 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
     assert "--eval-seeds" in capsys.readouterr().err
     assert train_mini.main(["--out", str(tmp_path / "y"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_eval_tasks_shows_the_model_screenshots_at_its_own_pixel_bounds(trained, tmp_path,
+                                                                       monkeypatch, capsys):
+    """`deskpilot eval tasks --policy local:DIR --env offscreen` with no max_pixels in the
+    settings resizes screenshots to the checkpoint's bound, as the model was trained."""
+    from agent.dialects import get_dialect
+    from app.cli import main
+    from train.mini import SHAPES
+
+    monkeypatch.setenv("DESKPILOT_CONFIG_DIR", str(tmp_path / "cfg"))
+    runs = tmp_path / "runs"
+    code = main(["eval", "tasks", "--seeds", "0", "--policy", f"local:{trained / 'model'}",
+                 "--env", "offscreen", "--max-steps", "1", "--max-new-tokens", "8",
+                 "--runs", str(runs)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [t["seed"] for t in summary["tasks"]] == [0]
+    (run,) = runs.iterdir()
+    step = json.loads((run / "steps.jsonl").read_text().splitlines()[0])
+    want = get_dialect("qwen3-vl", max_pixels=SHAPES["tiny"].max_pixels).model_size(1280, 800)
+    assert tuple(step["frame"]["model_size"]) == tuple(want)
