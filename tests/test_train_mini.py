@@ -74,6 +74,8 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
     assert "--eval-seeds" in capsys.readouterr().err
     assert train_mini.main(["--out", str(tmp_path / "y"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+    assert train_mini.main(["--out", str(tmp_path / "z"), "--eval-screen", "big"]) == 2
+    assert "--eval-screen" in capsys.readouterr().err
 
 
 def test_eval_tasks_shows_the_model_screenshots_at_its_own_pixel_bounds(trained, tmp_path,

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size: mini (the shipped one, ~5M parameters) or tiny (tests)")
     p.add_argument("--eval-seeds", default="0-19", metavar="SEEDS",
                    help="held-out practice seeds evaluated after each stage ('' : none)")
+    p.add_argument("--eval-screen", default="1280x800", metavar="WxH",
+                   help="screen size of the evaluation (1280x800 or 1920x1080)")
     p.add_argument("--eval-max-steps", type=int, default=6, metavar="N",
                    help="step limit per evaluated task")
     p.add_argument("--eval-max-new-tokens", type=int, default=96, metavar="N",
@@ -71,11 +73,16 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"deskpilot train mini: --eval-seeds: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    for name in ("scale",):
-        if getattr(args, name) <= 0:
-            print(f"deskpilot train mini: --{name} must be > 0", file=sys.stderr)  # noqa: T201
-            return EXIT_USAGE
+    if args.scale <= 0:
+        print("deskpilot train mini: --scale must be > 0", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    width, sep, height = args.eval_screen.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        print(f"deskpilot train mini: --eval-screen must look like 1280x800, got "  # noqa: T201
+              f"{args.eval_screen!r}", file=sys.stderr)
+        return EXIT_USAGE
     opts = MiniOptions(out=args.out, shape=args.shape, scale=args.scale, eval_seeds=seeds,
+                       eval_screen=(int(width), int(height)),
                        eval_max_steps=args.eval_max_steps,
                        eval_max_new_tokens=args.eval_max_new_tokens,
                        pack_tokens=args.pack_tokens, accumulate=args.accumulate,
