@@ -21,7 +21,8 @@ bounds, MAX_PIXELS: a 1280x800 screen becomes 960x576, where a 16-18 px practice
 Staged dense supervision, every stage through the packed trainer (train/loop.py):
   read    "read the screen": one reply listing every widget's kind, label and box, from
           the expert's dense labels (agent.tasks.dense_labels)
-  single  single-step grounding: the expert's first (and only) move on single-step tasks
+  single  single-step grounding: the expert's episodes on single-step tasks (the one action,
+          then terminate on the next screenshot: a run succeeds only when the model ends it)
   multi   multi-step demonstrations: every step of the expert's episodes, with history
 Difficulty rises within the suite's levels stage by stage (a curriculum: large labels and
 few widgets first). DPO on checker-scored rollouts is not here: the train branch has no
@@ -334,8 +335,7 @@ def stage_messages(plan: StagePlan, stage_index: int, open_env: Callable, dialec
             if plan.name == "read":
                 out.append(read_sample(task, env, dialect))
             else:
-                steps = expert_episode(task, env, dialect)
-                out += steps[:1] if plan.name == "single" else steps
+                out += expert_episode(task, env, dialect)
         finally:
             env.close()
     return out
