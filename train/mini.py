@@ -409,8 +409,8 @@ def run_mini(opts: MiniOptions, *, open_env: Callable, open_screen: Callable | N
     if not (opts.resume and (base / "config.json").is_file()):
         build_base(base, SHAPES[opts.shape], opts.seed)
     dialect = mini_dialect(SHAPES[opts.shape].max_pixels)
-    started = time.perf_counter()
-    screens = _screens_seen(out)
+    screens, minutes_before = _progress_so_far(out)
+    started = time.perf_counter() - 60 * minutes_before
     current = base
     summary: dict = {"out": str(out), "stages": []}
     for index, plan in enumerate(plans):
@@ -464,12 +464,15 @@ def run_mini(opts: MiniOptions, *, open_env: Callable, open_screen: Callable | N
     return summary
 
 
-def _screens_seen(out: Path) -> int:
+def _progress_so_far(out: Path) -> tuple[int, float]:
+    """(screens seen, minutes spent) by the stages a resumed run keeps, from its curve."""
     curve = out / CURVE_FILE
     if not curve.is_file():
-        return 0
+        return 0, 0.0
     lines = [json.loads(x) for x in curve.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return int(lines[-1]["screens_seen"]) if lines else 0
+    if not lines:
+        return 0, 0.0
+    return int(lines[-1]["screens_seen"]), float(lines[-1]["minutes"])
 
 
 def _check_resume(out: Path, args: dict, resume: bool) -> None:
