@@ -98,3 +98,20 @@ def test_eval_tasks_shows_the_model_screenshots_at_its_own_pixel_bounds(trained,
     step = json.loads((run / "steps.jsonl").read_text().splitlines()[0])
     want = get_dialect("qwen3-vl", max_pixels=SHAPES["tiny"].max_pixels).model_size(1280, 800)
     assert tuple(step["frame"]["model_size"]) == tuple(want)
+
+
+def test_the_committed_model_loads_and_fits_the_size_limit():
+    from pathlib import Path
+
+    import vlm
+    from train.mini import MAX_PIXELS
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "models" / "deskpilot-mini"
+    assert (folder / "MODEL_CARD.md").is_file()
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    assert size <= 40 * 2**20
+    assert json.loads((folder / "preprocessor_config.json").read_text())["max_pixels"] == \
+        MAX_PIXELS
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen3_vl_moe"
+    engine = vlm.load(str(folder), device="cpu", dtype="fp32")
+    assert engine is not None
