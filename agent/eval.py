@@ -197,18 +197,20 @@ def evaluate_tasks(
     make_policy: Callable[[Task, TaskScreen, FrameTracker], Policy],
     dialect: Dialect,
     on_result: Callable[[TaskResult], None] | None = None,
+    difficulty: int | None = None,
     **run_options: Any,
 ) -> tuple[dict, list[TaskResult]]:
     """Every seed's task, one after the other; returns (the JSON summary, the results).
 
     open_screen(task) shows the task; make_policy(task, screen, tracker) gives the
     policy for it (a model is built once by the caller and returned each time; the
-    expert and scripts are per task). The screen's env is wrapped in a FrameTracker."""
+    expert and scripts are per task). The screen's env is wrapped in a FrameTracker.
+    difficulty (0..3) fixes the tasks' difficulty; None draws it from each seed."""
     results: list[TaskResult] = []
     # The first resize imports qwen_vl_utils (and torch): seconds that belong to no task.
     dialect.model_size(640, 480)
     for seed in seeds:
-        task = generate(seed)
+        task = generate(seed, difficulty)
         screen = open_screen(task)
         try:
             tracker = FrameTracker(screen.env, screen.read_state)

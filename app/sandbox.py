@@ -269,7 +269,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def task_window(seed: int, state_file: str | os.PathLike | None = None,
-                screen: QtCore.QRect | None = None):
+                screen: QtCore.QRect | None = None, difficulty: int | None = None):
     """Practice task `seed`'s window, placed on `screen` (default: the primary screen's
     available area) and mirroring its state to `state_file`."""
     from agent.tasks import generate
@@ -278,7 +278,7 @@ def task_window(seed: int, state_file: str | os.PathLike | None = None,
     app = QtWidgets.QApplication.instance()
     prepare_application(app)
     path = Path(state_file) if state_file else None
-    window = TaskWindow(generate(seed))
+    window = TaskWindow(generate(seed, difficulty))
 
     def write_state() -> None:
         if path is not None and window.isVisible():
@@ -291,10 +291,14 @@ def task_window(seed: int, state_file: str | os.PathLike | None = None,
     return window
 
 
-def run(state_file: str | None = None, task_seed: int | None = None) -> int:
+def run(state_file: str | None = None, task_seed: int | None = None,
+        difficulty: int | None = None) -> int:
     """Show the sandbox (or practice task `task_seed`) until its window is closed."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["deskpilot-sandbox"])
-    window = Sandbox(state_file) if task_seed is None else task_window(task_seed, state_file)
+    if task_seed is None:
+        window = Sandbox(state_file)
+    else:
+        window = task_window(task_seed, state_file, difficulty=difficulty)
     window.show()
     window.raise_()
     window.activateWindow()

@@ -38,7 +38,7 @@ def read_state_file(path: Path) -> dict | None:
 
 class DesktopTaskScreen:
     def __init__(self, task: Task, *, monitor="auto", settle_timeout: float = 3.0,
-                 settle_threshold: float = 0.005):
+                 settle_threshold: float = 0.005, difficulty: int | None = None):
         from agent.desktop import DesktopEnv
 
         self.task = task
@@ -49,9 +49,12 @@ class DesktopTaskScreen:
             # The window must be on the screen the agent captures.
             child_env["QT_QPA_PLATFORM"] = "wayland" if (
                 child_env.get("WAYLAND_DISPLAY") and not child_env.get("DISPLAY")) else "xcb"
+        command = [sys.executable, "-m", "app.cli", "sandbox", "--task-seed", str(task.seed),
+                   "--state-file", str(self.state_file)]
+        if difficulty is not None:  # the same task as the caller's, not the seed's default
+            command += ["--difficulty", str(difficulty)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "sandbox", "--task-seed", str(task.seed),
-             "--state-file", str(self.state_file)],
+            command,
             cwd=ROOT, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         try:
@@ -76,8 +79,19 @@ class DesktopTaskScreen:
         raise SandboxStartError(f"the practice window for task {self.task.seed} did not "
                                 f"appear: {error or 'no error output'}")
 
-    def read_state(self) -> dict | None:
-        return read_state_file(self.state_file)
+    def read_state(self, quiet_s: float = 0.1, timeout: float = 1.5) -> dict | None:
+        """The state once the file has stayed the same for `quiet_s`: the window writes
+        it from its own process, and acting on a state one change behind (a checkbox
+        not yet shown ticked) would make the expert undo its own step."""
+        deadline = time.monotonic() + timeout
+        last = read_state_file(self.state_file)
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            current = read_state_file(self.state_file)
+            if current is not None and current == last:
+                return current
+            last = current
+        return last
 
     def close(self) -> None:
         env = getattr(self, "env", None)

@@ -454,6 +454,7 @@ class TaskWindow(QtWidgets.QWidget):
         return {
             "version": STATE_VERSION,
             "task_seed": self.task.seed,
+            "title": self.windowTitle(),  # the instruction
             "visible": self.isVisible(),
             "device_pixel_ratio": self.devicePixelRatioF(),
             "window": self._rect(self),

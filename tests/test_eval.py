@@ -72,6 +72,15 @@ def test_eval_tasks_offscreen_with_the_expert_scores_one(tmp_path, deskpilot):
             <= shown
     html = (tmp_path / "r.html").read_text()
     assert "100.0%" in html and "seed" in html
+    # A recorded expert run replays as a policy and solves its task again.
+    first = summary["tasks"][0]
+    again = deskpilot("eval", "tasks", "--seeds", str(first["seed"]), "--policy",
+                      f"replay:{first['run']}", "--env", "offscreen",
+                      "--runs", str(tmp_path / "replayed"))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["success_rate"] == 1.0
+    reported = deskpilot("report", first["run"], "--out", str(tmp_path / "run.html"))
+    assert reported.returncode == 0 and (tmp_path / "run.html").stat().st_size > 1000
 
 
 def test_eval_tasks_counts_a_wrong_click_as_a_failure(tmp_path, deskpilot):

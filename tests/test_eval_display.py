@@ -39,7 +39,7 @@ def test_expert_scores_one_on_the_real_screen(tmp_path, size):
 
     run = load_run(summary["tasks"][0]["run"])
     assert run.meta["extra"]["env"] == "desktop"
-    assert run.meta["monitors"][0]["width"] == size[0]
+    assert run.meta["monitors"][0]["rect"]["width"] == size[0]
 
 
 def _grab(display: str, box: dict):

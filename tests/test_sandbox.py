@@ -81,6 +81,7 @@ def test_task_window_mirrors_its_state_to_the_file(qtbot, tmp_path):
     state = read(path)
     task = generate(seed)
     assert state["task_seed"] == seed and w.windowTitle() == task.instruction
+    assert state["title"] == task.instruction
     win = state["window"]
     assert (win["width"], win["height"]) == (task.layout.width, task.layout.height)
     target = task.goal.events[0]["widget"]

@@ -202,3 +202,12 @@ def test_bad_seed_is_refused():
     with pytest.raises(ValueError, match="unknown skill"):
         generate(1, skill="juggle")
     assert dataclasses.is_dataclass(generate(0))
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_every_difficulty_is_solvable(level):
+    for seed in range(250):
+        task = generate(seed, difficulty=level)
+        assert task.difficulty == level
+        model, _ = solve(task)
+        assert check(task, model.state()).success, (level, seed, task.instruction)

@@ -206,6 +206,7 @@ class TaskModel:
         return {
             "version": STATE_VERSION,
             "task_seed": self.task.seed,
+            "title": self.task.instruction,
             "visible": True,
             "device_pixel_ratio": 1.0,
             "window": self._screen(0, 0, self.layout.width, self.layout.height),

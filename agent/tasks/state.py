@@ -1,6 +1,7 @@
 """The practice window's reported state: one schema for the Qt window and the pure model.
 
-    {"version": 2, "task_seed": int, "visible": bool, "device_pixel_ratio": float,
+    {"version": 2, "task_seed": int, "title": str (the instruction), "visible": bool,
+     "device_pixel_ratio": float,
      "window": RECT,
      "widgets": {id: {"kind", "label", "shown", **RECT,
                       "rows": [{"row", "label", **RECT}]   # lists: fully visible rows

@@ -1,17 +1,21 @@
 """`deskpilot eval tasks|grounding`: measure a policy on the practice suite or ScreenSpot.
 
     deskpilot eval tasks --seeds 0-49 [--policy P] [--json OUT] [--report HTML]
-                         [--max-steps N] [--env desktop|offscreen]
+                         [--max-steps N] [--env desktop|offscreen] [--screen WxH]
+                         [--difficulty 0-3] [--runs DIR] [--dialect D]
     deskpilot eval grounding DATA.json [--policy P] [--json OUT] [--images DIR]
+                         [--format screenspot|screenspot-v2|screenspot-pro]
 
 The policy is `expert` (the scripted expert; tasks only), local:PATH, remote:URL,
 script:FILE or replay:RUN, and defaults to the model configured in the settings. The
 summary JSON is printed on stdout (and written to --json); progress goes to stderr.
+A task counts as a success when its checker passes and the run ended "finished".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.common import EXIT_USAGE, UsageError, setup_logging
+from app.task_screens import SandboxStartError
 
 log = logging.getLogger("deskpilot.eval")
 DEFAULT_MAX_STEPS = 15  # practice tasks take at most 6 steps; a lost model stops soon
@@ -43,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", required=True, help="seeds, e.g. 0-49 or 3,7,10-12")
     common(t)
     t.add_argument("--report", metavar="HTML", help="write an HTML report of the evaluation")
+    t.add_argument("--difficulty", type=int, choices=range(4), metavar="0-3",
+                   help="every task at this difficulty (default: drawn from each seed)")
     t.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
                    help=f"step limit per task (default {DEFAULT_MAX_STEPS})")
     t.add_argument("--env", choices=("desktop", "offscreen"), default="desktop",
@@ -67,11 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    result = sys.stdout
     try:
-        return _tasks(args) if args.what == "tasks" else _grounding(args)
+        # stdout carries the summary JSON only: libraries that print (python-xlib warns
+        # about X authority on stdout) are sent to stderr meanwhile.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = _tasks(args) if args.what == "tasks" else _grounding(args)
     except UsageError as exc:
         print(f"deskpilot eval: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
+    except SandboxStartError as exc:  # the practice window did not come up
+        print(f"deskpilot eval: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    _emit(summary, args.json, result)
+    return 0
 
 
 # --- shared -------------------------------------------------------------------------------
@@ -119,17 +135,17 @@ def _dialect(args: argparse.Namespace, settings: Any, scheme: str, target: str, 
         raise UsageError(f"dialect: {exc}") from exc
 
 
-def _emit(summary: dict, out: str | None) -> None:
+def _emit(summary: dict, out: str | None, stream) -> None:
     text = json.dumps(summary, indent=2, ensure_ascii=False)
     if out:
         path = Path(out).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")
-    print(text, flush=True)  # noqa: T201 - the command's result
+    print(text, file=stream, flush=True)  # noqa: T201 - the command's result
 
 
 def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)  # noqa: T201
+    print(text, file=sys.stderr, flush=True)  # noqa: T201 - progress, beside the JSON
 
 
 # --- tasks --------------------------------------------------------------------------------
@@ -143,7 +159,7 @@ def _screen_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _tasks(args: argparse.Namespace) -> int:
+def _tasks(args: argparse.Namespace) -> dict:
     from agent.eval import evaluate_tasks, tasks_report_html
     from agent.safety import SafetyPolicy
     from agent.tasks import ExpertPolicy, parse_seeds
@@ -185,7 +201,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
     summary, results = evaluate_tasks(
         seeds, open_screen=open_screen, make_policy=make_policy, dialect=dialect,
-        on_result=report, runs_dir=runs_dir, model=target, backend=scheme,
+        on_result=report, difficulty=args.difficulty, runs_dir=runs_dir, model=target,
+        backend=scheme,
         max_steps=args.max_steps,
         safety=SafetyPolicy(settings.safety, command_patterns=settings.safety_command_patterns),
         env_name=args.env, settle_wait=settle_wait,
@@ -197,8 +214,7 @@ def _tasks(args: argparse.Namespace) -> int:
         path.write_text(tasks_report_html(results), encoding="utf-8")
         _progress(f"report: {path}")
     _progress(f"success rate: {summary['success_rate']:.1%} over {len(results)} tasks")
-    _emit(summary, args.json)
-    return 0
+    return summary
 
 
 def _screen_opener(args: argparse.Namespace, settings: Any):
@@ -225,13 +241,14 @@ def _screen_opener(args: argparse.Namespace, settings: Any):
     if settle < 0:
         raise UsageError(f"--settle-timeout must be >= 0, got {settle}")
     return (lambda task: DesktopTaskScreen(task, monitor=monitor, settle_timeout=settle,
-                                           settle_threshold=settings.settle_threshold)), 1.0
+                                           settle_threshold=settings.settle_threshold,
+                                           difficulty=args.difficulty)), 1.0
 
 
 # --- grounding ----------------------------------------------------------------------------
 
 
-def _grounding(args: argparse.Namespace) -> int:
+def _grounding(args: argparse.Namespace) -> dict:
     from agent.eval import GroundingFormatError, evaluate_grounding, load_grounding
 
     if args.policy == EXPERT:
@@ -262,7 +279,6 @@ def _grounding(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     _progress(f"accuracy: {summary['accuracy']:.1%} ({summary['correct']} of "
               f"{summary['total']})")
-    _emit(summary, args.json)
-    return 0
+    return summary
 
 

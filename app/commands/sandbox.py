@@ -19,7 +19,11 @@ def main(argv: list[str]) -> int:
                         help="write the window's state as JSON to PATH after every change")
     parser.add_argument("--task-seed", type=int, metavar="N",
                         help="show practice task N (a non-negative integer) instead")
+    parser.add_argument("--difficulty", type=int, choices=range(4), metavar="0-3",
+                        help="with --task-seed: the task's difficulty (default: from the seed)")
     args = parser.parse_args(argv)
+    if args.difficulty is not None and args.task_seed is None:
+        parser.error("--difficulty needs --task-seed")
     if args.task_seed is not None and args.task_seed < 0:
         parser.error(f"--task-seed must be a non-negative integer, got {args.task_seed}")
     headless = os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")
@@ -32,4 +36,4 @@ def main(argv: list[str]) -> int:
         return 2
     from app.sandbox import run
 
-    return run(args.state_file, args.task_seed)
+    return run(args.state_file, args.task_seed, args.difficulty)

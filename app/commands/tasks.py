@@ -2,10 +2,10 @@
 
     deskpilot tasks show N                 the task as JSON (layout, instruction, goal)
     deskpilot tasks label N [--image PNG]  every widget of its window: label, kind, box
-    deskpilot tasks export-grounding --seeds 0-19 --out DIR
-        a ScreenSpot-v2-format grounding set (DIR/screenspot_practice.json and
-        DIR/images/*.png) rendered offscreen: per seed, the element the task's first
-        step acts on, with a click instruction for it.
+    deskpilot tasks export-grounding [--seeds 0-19] --out DIR
+        a ScreenSpot-v2-format grounding set (DIR/screenspot_practice.json, or the .json
+        path given, and images/*.png beside it) rendered offscreen: per seed, the
+        element the task's first step acts on, with a click instruction for it.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="what", required=True)
     show = sub.add_parser("show", help="print a task as JSON")
     show.add_argument("seed", type=int)
+    show.add_argument("--difficulty", type=int, choices=range(4), metavar="0-3")
     label = sub.add_parser("label", help="label every widget of a task's window (JSON)")
     label.add_argument("seed", type=int)
     label.add_argument("--image", metavar="PNG", help="also save the rendered screenshot")
     label.add_argument("--screen", default="1280x800", metavar="WxH")
     export = sub.add_parser("export-grounding", help="write a ScreenSpot-format set")
-    export.add_argument("--seeds", required=True, help="seeds, e.g. 0-19")
-    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--seeds", default="0-19", help="seeds, e.g. 0-99 (default 0-19)")
+    export.add_argument("--out", required=True, metavar="DIR",
+                        help=f"folder for {GROUNDING_FILE} and images/ (or a .json path)")
     export.add_argument("--screen", default="1280x800", metavar="WxH")
     return p
 
@@ -49,7 +51,7 @@ def main(argv: list[str]) -> int:
         if args.what == "show":
             from agent.tasks import generate
 
-            print(json.dumps(generate(args.seed).to_dict(), indent=1))  # noqa: T201
+            print(json.dumps(generate(args.seed, args.difficulty).to_dict(), indent=1))  # noqa: T201
             return 0
         from app.commands.eval import _screen_size
 
@@ -118,7 +120,8 @@ def _export(seeds_text: str, out: Path, size: tuple[int, int]) -> int:
         seeds = parse_seeds(seeds_text)
     except ValueError as exc:
         raise UsageError(f"--seeds: {exc}") from exc
-    images = out / "images"
+    path = out if out.suffix.lower() == ".json" else out / GROUNDING_FILE
+    images = path.parent / "images"
     images.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in seeds:
@@ -132,7 +135,6 @@ def _export(seeds_text: str, out: Path, size: tuple[int, int]) -> int:
                 records.append(record)
         finally:
             env.close()
-    path = out / GROUNDING_FILE
     path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {len(records)} samples to {path} (images in {images})")  # noqa: T201
     return 0
