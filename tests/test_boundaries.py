@@ -82,7 +82,7 @@ after_agent = {{
     "qt": "PySide6" in sys.modules,
     "threads": threading.active_count(),
 }}
-for package in ("vlm", "kernels", "app"):
+for package in ("vlm", "kernels", "train", "app"):
     for name in walk(package):
         modules.append(name)
         try:
@@ -124,3 +124,32 @@ print(json.dumps({{
     assert result["threads"] == ["MainThread"]
     assert result["models"] == 0, "importing a module built a torch model"
     assert result["qapp"] is None, "importing an app module created a QApplication"
+
+
+def test_train_never_imports_qt_and_agent_vlm_never_import_train():
+    result = run_python(
+        """
+import importlib, json, pkgutil, sys
+
+def walk(package):
+    pkg = importlib.import_module(package)
+    return [package] + [i.name for i in pkgutil.walk_packages(pkg.__path__, package + ".")]
+
+below = walk("agent") + walk("vlm") + walk("kernels")
+for name in below:
+    importlib.import_module(name)
+train_after_below = sorted(m for m in sys.modules if m.split(".")[0] == "train")
+train_modules = walk("train")
+for name in train_modules:
+    importlib.import_module(name)
+print(json.dumps({
+    "train_after_below": train_after_below,
+    "train_modules": train_modules,
+    "qt": sorted(m for m in sys.modules if m.split(".")[0] == "PySide6"),
+}))
+"""
+    )
+    assert {"train.data", "train.pack", "train.loop", "train.sft"} <= set(
+        result["train_modules"])
+    assert result["train_after_below"] == [], "agent, vlm or kernels imported train"
+    assert result["qt"] == [], "the train package imported Qt"

@@ -13,7 +13,7 @@ from agent.memenv import MemoryEnv
 from agent.settings import Settings
 from tests.tiny_checkpoints import tiny_checkpoint, tiny_family_checkpoint
 from tests.trajectory_runs import record_run
-from train.data import IGNORE, DataError, base_speaks, load_samples, step_messages
+from train.data import IGNORE, DataError, ImageCache, base_speaks, load_samples, step_messages
 from vlm.weights import read_config
 
 SETTINGS = Settings(max_pixels=100352)  # 640x360 -> 420x224 (uitars-1.5), 416x224 (qwen3-vl)
@@ -63,8 +63,8 @@ def test_same_dialect_keeps_the_recorded_prompt_and_trains_only_the_reply(tmp_pa
     from agent.trajectory import load_run
 
     run = load_run(run_dir)
-    messages = step_messages(run, run.steps[2])
-    assert messages[-1] == {"role": "assistant", "content": DONE}
+    messages = step_messages(run, run.steps[2], ImageCache())
+    assert messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": DONE}]}
     prompt = p(messages[:-1])
     assert samples[2].input_ids[: len(prompt.input_ids)] == prompt.input_ids
     assert len(samples[2].images) == 3  # the history screenshots and the new one
@@ -102,6 +102,9 @@ def test_a_history_reply_that_never_parsed_is_refused_with_how_to_convert(tmp_pa
     run_dir = uitars_run(tmp_path, [BAD, CLICK, DONE])
     with pytest.raises(DataError, match=r"step 0.*uitars-1\.5.*qwen3-vl.*deskpilot export"):
         load_samples([str(run_dir)], speaks)
+    # a failed last reply is in no later prompt: the steps before it still train
+    last_bad = uitars_run(tmp_path, [CLICK, BAD], name="last-bad")
+    assert len(load_samples([str(last_bad)], speaks)) == 1
 
 
 def test_bad_inputs_name_the_file(tmp_path):

@@ -71,25 +71,25 @@ class BaseSpeaks:
 # --- the messages of one recorded step ------------------------------------------------------
 
 
-def step_messages(run: Run, step: dict) -> list[dict]:
-    """The messages the model saw at `step` (images as absolute paths into the run folder),
-    followed by the step's reply as the final assistant message.
+def step_messages(run: Run, step: dict, images: ImageCache) -> list[dict]:
+    """The messages the model saw at `step`, then the step's reply as the final assistant
+    message: agent.trajectory.turns.step_messages (shared with the exports, so a model
+    trained here or through an export saw the same prompt), with each image's size pinned
+    as the dialect pinned it at run time (`resized_width`/`resized_height`: the recorded
+    model images are already the size the model saw; without the pin the processor would
+    re-apply the checkpoint's own pixel bounds)."""
+    from agent.trajectory import turns
 
-    Read from steps.jsonl's recorded messages, where every image is a file name in the run
-    folder (history screenshots point at earlier steps' `_model.png`)."""
-    recorded = step.get("messages")
-    if not isinstance(recorded, list) or not recorded:
-        raise DataError(f"{run.path / schema.STEPS_FILE}: step {step.get('index')} has no "
-                        "recorded messages")
-    out = []
-    for msg in recorded:
-        content = msg.get("content")
-        if isinstance(content, list):
-            content = [{**p, "image": str(run.file(p["image"]).resolve())}
-                       if isinstance(p, dict) and isinstance(p.get("image"), str) else p
-                       for p in content]
-        out.append({**msg, "content": content})
-    return [*out, {"role": "assistant", "content": step["reply"]}]
+    try:
+        messages = turns.step_messages(run, step)
+    except (ValueError, FileNotFoundError) as exc:
+        raise DataError(str(exc)) from exc
+    for msg in messages:
+        for part in msg["content"]:
+            if part.get("type") == "image":
+                width, height = images.open(part["image"]).size
+                part["resized_width"], part["resized_height"] = width, height
+    return messages
 
 
 # --- which steps are usable ------------------------------------------------------------------
@@ -118,7 +118,7 @@ def run_samples(run: Run, speaks: BaseSpeaks, images: ImageCache) -> list[Sample
     if needs_rebuild(run, speaks.dialect):
         message_lists = rebuilt_messages(run, speaks.dialect, images)
     else:
-        message_lists = {i: step_messages(run, s) for i, s in enumerate(run.steps)
+        message_lists = {i: step_messages(run, s, images) for i, s in enumerate(run.steps)
                          if skip_reason(s) is None}
     out = []
     for i, step in enumerate(run.steps):
@@ -154,22 +154,27 @@ def rebuilt_messages(run: Run, dialect, images: ImageCache) -> dict[int, list[di
     recorded_name = run.meta.get("dialect") or ""
     history: list[HistoryTurn] = []
     out: dict[int, list[dict]] = {}
+    broken: DataError | None = None  # set at the first reply that cannot be re-expressed
     for i, step in enumerate(run.steps):
         frame = run.frame(step)
         size = tuple(dialect.model_size(*frame.image_size))
         target = frame.with_model(size, dialect.space)
         shot = images.resized(run.file(step["screenshot"]), size)
         reason = skip_reason(step)
+        if broken is not None:
+            if reason is None:  # this step's prompt would hold the reply that never parsed
+                raise broken
+            continue
         if step.get("parse_error") or not step.get("actions"):
-            raise DataError(
+            broken = DataError(
                 f"{run.path} step {step.get('index', i)}: the run was recorded in "
                 f"{recorded_name or 'an unknown dialect'} at {frame.model_size}, the base speaks "
                 f"{dialect.name} at {size}, and this step's reply has no parsed actions to "
                 "re-express (it stays in every later step's history). Convert the run first: "
                 "`deskpilot export RUN --format llamafactory --coords "
-                f"{dialect.space}` and train on the JSON, or train on the steps before it "
-                "only, or record the task again with `--dialect "
-                f"{dialect.name}`.")
+                f"{dialect.space}` and train on the JSON, or record the task again with "
+                f"`--dialect {dialect.name}`.")
+            continue
         if frame.space == "absolute" and frame.model_size is None:
             raise DataError(f"{run.path} step {step.get('index', i)}: absolute coordinates "
                             "but no model image size in the frame; cannot re-express them")
@@ -189,17 +194,23 @@ def rebuilt_messages(run: Run, dialect, images: ImageCache) -> dict[int, list[di
 
 def feedback_after(run: Run, position: int) -> str | None:
     """The text the model was shown after step `position`'s reply (a parse error, the
-    person's answer), read from the next step's recorded messages; None when none."""
+    person's answer), read from the next step's recorded messages; None when none. Replies
+    are matched to their steps by position (turns.reply_steps), not by text: the dialect
+    may have normalised the text it showed back."""
+    from agent.trajectory import turns
+
     if position + 1 >= len(run.steps):
         return None
-    reply = run.steps[position].get("reply")
-    messages = run.steps[position + 1].get("messages") or []
+    nxt_step = run.steps[position + 1]
+    messages = nxt_step.get("messages") or []
+    owners = iter(turns.reply_steps(run, nxt_step))
     for j, msg in enumerate(messages):
-        if msg.get("role") == "assistant" and _text_of(msg) == reply:
-            nxt = messages[j + 1] if j + 1 < len(messages) else None
-            if nxt and nxt.get("role") == "user" and not _has_image(nxt):
-                return _text_of(nxt) or None
-            return None
+        if msg.get("role") != "assistant" or next(owners, None) is not run.steps[position]:
+            continue
+        nxt = messages[j + 1] if j + 1 < len(messages) else None
+        if nxt and nxt.get("role") == "user" and not _has_image(nxt):
+            return _text_of(nxt) or None
+        return None
     return None
 
 

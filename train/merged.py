@@ -8,7 +8,6 @@ loaded the base (vlm.load, transformers, vLLM) loads the result the same way.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -70,11 +69,3 @@ def _dtype(name: str) -> torch.dtype:
     if name not in _DTYPES:
         raise ValueError(f"unsupported tensor dtype {name!r} in the base checkpoint")
     return _DTYPES[name]
-
-
-def base_dtype(base: Path) -> torch.dtype:
-    """The dtype most of the base's floating tensors are stored in (config's torch_dtype
-    when given)."""
-    cfg = json.loads((base / "config.json").read_text())
-    name = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name, torch.float32)

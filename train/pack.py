@@ -71,8 +71,28 @@ def assign_rows(lengths: list[int], pack_tokens: int) -> list[list[int]]:
     return [sorted(r) for r in rows]  # samples keep their input order inside a row
 
 
+class PackedRows:
+    """The rows of a packing, built when asked for: each row's flat tensors (its images'
+    patches concatenated) exist only while it trains, not for the whole data set at once."""
+
+    def __init__(self, samples: list[Sample], assignment: list[list[int]],
+                 image_token_id: int, merge_size: int):
+        self.samples, self.assignment = samples, assignment
+        self.image_token_id, self.merge_size = image_token_id, merge_size
+
+    def __len__(self) -> int:
+        return len(self.assignment)
+
+    def __getitem__(self, i: int) -> PackedRow:
+        return pack_row([self.samples[j] for j in self.assignment[i]], self.image_token_id,
+                        self.merge_size)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 def pack(samples: list[Sample], pack_tokens: int, image_token_id: int,
-         merge_size: int) -> list[PackedRow]:
+         merge_size: int) -> PackedRows:
     """Samples -> packed rows. A sample longer than `pack_tokens` is an error naming it."""
     if pack_tokens < 1:
         raise ValueError(f"pack_tokens must be >= 1, got {pack_tokens}")
@@ -84,7 +104,7 @@ def pack(samples: list[Sample], pack_tokens: int, image_token_id: int,
                         f"--pack-tokens to at least {len(worst)} or lower the screenshots' "
                         "max_pixels")
     rows = assign_rows([len(s) for s in samples], pack_tokens)
-    return [pack_row([samples[i] for i in row], image_token_id, merge_size) for row in rows]
+    return PackedRows(samples, rows, image_token_id, merge_size)
 
 
 def pack_row(samples: list[Sample], image_token_id: int, merge_size: int) -> PackedRow:

@@ -141,6 +141,7 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
     warmup = opts.warmup if opts.warmup is not None else round(0.05 * steps)
 
     lora_cfg = None
+    torch.manual_seed(opts.seed)  # the adapters' initialisation is part of the run
     if opts.full:
         trainable = L.setup_full(model, opts.train_vision)
     else:

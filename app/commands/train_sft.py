@@ -18,12 +18,21 @@ from app.commands.common import EXIT_USAGE, setup_logging
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one and the help text does not state it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deskpilot train sft",
         description="Fine-tune the model on your recorded runs (or a LLaMA-Factory sharegpt "
         "JSON), then load DIR/merged (or the base + DIR/adapter) as the model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="RUN_OR_DATASET",
                    help="run folders, run names, 'last', folders of runs, or sharegpt .json")
@@ -49,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-tokens", type=int, default=16384, metavar="T",
                    help="tokens per packed row (samples are packed without padding)")
     p.add_argument("--grad-checkpointing", action="store_true",
-                   help="recompute activations per decoder layer and ViT block (less memory, "
-                   "~30%% slower)")
+                   help="recompute activations per decoder layer and ViT block in the "
+                   "backward pass (less memory, one more forward per step)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "auto"), default="auto",
                    help="compute dtype; auto: bf16 on GPUs that have it, else fp16 (with a "
                    "grad scaler); fp32 on CPU. Trainable weights keep fp32 master copies")
@@ -113,8 +122,10 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     bar.close()
+    last = summary["last_loss"]
     print(f"trained {summary['steps']} steps on {summary['samples']} samples "  # noqa: T201
-          f"({summary['rows']} packed rows), last loss {summary['last_loss']:.4f}")
+          f"({summary['rows']} packed rows)"
+          + (f", last loss {last:.4f}" if last is not None else " (already complete)"))
     for key in ("adapter", "merged"):
         if key in summary:
             print(f"{key}: {summary[key]}")  # noqa: T201
