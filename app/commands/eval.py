@@ -124,11 +124,12 @@ def _build_policy(spec: str, settings: Any):
 
 def _dialect(args: argparse.Namespace, settings: Any, scheme: str, target: str, policy: Any):
     from agent.dialects import get_dialect
-    from app.commands.run import resolve_dialect
+    from app.commands.run import dialect_max_pixels, resolve_dialect
 
     try:
         name = resolve_dialect(args.dialect or settings.dialect, scheme, target, policy)
-        return get_dialect(name, history_n=settings.history_n, max_pixels=settings.max_pixels,
+        return get_dialect(name, history_n=settings.history_n,
+                           max_pixels=dialect_max_pixels(settings.max_pixels, scheme, target),
                            language=settings.language)
     except (KeyError, ValueError) as exc:
         raise UsageError(f"dialect: {exc}") from exc

@@ -93,6 +93,21 @@ def resolve_dialect(name: str, scheme: str, target: str, policy: Any) -> str:
     return DEFAULT_SCRIPT_DIALECT
 
 
+def dialect_max_pixels(configured: int | None, scheme: str, target: str) -> int | None:
+    """The settings' max_pixels; when unset, a local checkpoint's own bound (its
+    preprocessor_config.json), so a model trained on small screenshots (deskpilot-mini) is
+    shown the size it learned on. None: the dialect's default."""
+    if configured or scheme != "local":
+        return configured
+    f = Path(target).expanduser() / "preprocessor_config.json"
+    try:
+        d = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = d.get("max_pixels") or (d.get("size") or {}).get("longest_edge")
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def build_env(args: argparse.Namespace, settings: Any) -> Any:
     if args.env == "memory":
         from agent.memenv import MemoryEnv
@@ -209,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
         dialect = get_dialect(
             dialect_name,
             history_n=settings.history_n,
-            max_pixels=settings.max_pixels,
+            max_pixels=dialect_max_pixels(settings.max_pixels, scheme, target),
             language=settings.language,
         )
     except (KeyError, ValueError) as exc:

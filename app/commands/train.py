@@ -1,8 +1,9 @@
-"""`deskpilot train {sft,dpo,plan} ...`: fine-tune the model on recorded runs, in the product.
+"""`deskpilot train {sft,dpo,mini,plan} ...`: train the model on runs or practice tasks.
 
 Each method has its own command module (imported only when used, so `train plan` starts
 without torch): `train sft` → app/commands/train_sft.py, `train dpo` → train_dpo.py,
-`train plan` → train_plan.py. The training code itself lives in the `train` package.
+`train mini` → train_mini.py, `train plan` → train_plan.py. The training code itself
+lives in the `train` package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 METHODS = {
     "sft": ("train_sft", "supervised fine-tuning (LoRA or full) on runs and demonstrations"),
     "dpo": ("train_dpo", "preference tuning (DPO) on chosen/rejected replies"),
+    "mini": ("train_mini", "build and train deskpilot-mini, the embedded default model"),
     "plan": ("train_plan", "memory estimate for a fine-tuning run, and whether it fits"),
 }
 
