@@ -147,7 +147,7 @@ def detect_machine() -> Machine:
 # ---------------------------------------------------------------------------- the hub cache
 
 
-def cached_models() -> dict[str, tuple[Path, int]]:
+def cached_models(cache_dir: Path | None = None) -> dict[str, tuple[Path, int]]:
     """Hub models already downloaded: repo id → (newest snapshot folder, bytes on disk)."""
     try:
         from huggingface_hub import scan_cache_dir
@@ -155,7 +155,7 @@ def cached_models() -> dict[str, tuple[Path, int]]:
     except ImportError:
         return {}
     try:
-        info = scan_cache_dir()
+        info = scan_cache_dir(cache_dir or hub_cache_dir())
     except CacheNotFound:
         return {}
     found: dict[str, tuple[Path, int]] = {}
@@ -177,6 +177,10 @@ class DownloadCancelled(DownloadError):
 
 
 def hub_cache_dir() -> Path:
+    """The hub cache as the environment says now (HF_HUB_CACHE, HF_HOME), read at each call:
+    huggingface_hub's own constant is fixed when it is first imported."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)

@@ -71,8 +71,9 @@ def test_downloaded_models_are_listed(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     snapshot = _fake_hub_cache(tmp_path, "someone/tiny-vl", tiny_checkpoint()[0])
-    found = catalogue.cached_models()
+    found = catalogue.cached_models()  # HF_HUB_CACHE as set now
     assert found["someone/tiny-vl"][0] == snapshot
+    assert catalogue.cached_models(tmp_path) == found
     assert found["someone/tiny-vl"][1] > 0
     out = subprocess.run([sys.executable, "-m", "app.cli", "models", "list", "--json"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120,

@@ -160,10 +160,11 @@ def test_bench_step_runs_the_uitars_family_against_transformers(tmp_path):
               "300x200", "--decode-tokens", "2", "--warmup", "0", "--compare", "transformers",
               "--json", str(out)])
     assert rc == 0
-    first, second = json.loads(out.read_text())["steps"]
+    first, second, cold = json.loads(out.read_text())["steps"]
     assert first["prompt_tokens"] > 11 * 7  # 308x196 screenshot: 11x7 merged tokens
     assert second["reused_tokens"] >= first["prompt_tokens"] and second["images_encoded"] == 1
-    assert all(step["phases"]["total"]["transformers_s"] > 0 for step in (first, second))
+    assert cold["reused_tokens"] == 0 and cold["images_encoded"] == 2  # transformers' work
+    assert all(step["phases"]["total"]["transformers_s"] > 0 for step in (first, second, cold))
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ from vlm.generate import (
     prefill,
 )
 from vlm.hybrid_cache import HybridCache, prefill_split_at_turn
-from vlm.model import Qwen3VLMoe, rope_index
+from vlm.model import QwenVL, rope_index
 from vlm.processor import ImageInput, ImageSettings, Processor, Prompt
 from vlm.weights import ProgressFn, load_weights, read_config, resolve_checkpoint
 
@@ -96,7 +96,7 @@ def load(path_or_hub_id: str | os.PathLike, device=None, dtype=None,
     device, dtype = pick_device_dtype(device, dtype)
     t0 = time.perf_counter()
     with torch.device("meta"):
-        model = Qwen3VLMoe(cfg)
+        model = QwenVL(cfg)
     load_weights(model, cfg, folder, dtype=dtype, device=device, progress=progress)
     model.eval()
     processor = Processor(folder, cfg.image_token_id, ImageSettings.for_model(cfg))
@@ -105,7 +105,7 @@ def load(path_or_hub_id: str | os.PathLike, device=None, dtype=None,
 
 
 class Engine:
-    def __init__(self, model: Qwen3VLMoe, processor: Processor, cfg: ModelConfig, *,
+    def __init__(self, model: QwenVL, processor: Processor, cfg: ModelConfig, *,
                  name: str = "", vision_cache_size: int = 8, decode: str | None = None):
         self.model, self.processor, self.cfg = model, processor, cfg
         self.name = name

@@ -99,9 +99,6 @@ class QwenVL(nn.Module):
         return self.lm_head(h[0])
 
 
-Qwen3VLMoe = QwenVL  # the first family's name, kept for existing callers
-
-
 def rope_index(
     input_ids: list[int], grids: list[tuple[int, int, int]], image_token_id: int, merge: int
 ) -> tuple[torch.Tensor, int]:
