@@ -30,6 +30,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _garbage_collected_on_the_main_thread(request):
+    """Qt tests: a full cyclic GC after each, on this (the GUI) thread. Otherwise the
+    collector may run later in a worker thread of the next test and free this test's
+    PySide windows there, which crashes the process (seen in CI; app/gc_on_gui_thread.py
+    is the app's guard against the same)."""
+    yield
+    if "qtbot" in request.fixturenames:
+        import gc
+
+        gc.collect()
+
+
 @pytest.fixture
 def xvfb_display():
     """A fresh 1280x800 Xvfb; yields the DISPLAY string with DISPLAY set for the test."""

@@ -77,8 +77,12 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # e.g. the xcb plugin cannot connect to the display
         print(f"deskpilot: cannot open a window: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    from app.gc_on_gui_thread import GuiThreadGarbageCollector
+
+    collector = GuiThreadGarbageCollector(app)  # no PySide object is ever freed off-thread
     window = build_window(settings)
     app.aboutToQuit.connect(window.controller.shutdown)
+    app.aboutToQuit.connect(collector.stop)
     if args.welcome:
         window.show_welcome(True)
     if settings_error:
