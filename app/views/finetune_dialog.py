@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.worker import start_job
+from app.worker import friendly_error
 
 
 class LossCurve(QWidget):
@@ -80,7 +80,11 @@ class LossCurve(QWidget):
 
 
 class _Progress(QObject):
-    step = Signal(dict)  # one train_log.jsonl record, from the worker thread
+    """Signals from the training thread, delivered queued on the GUI thread."""
+
+    step = Signal(dict)  # one train_log.jsonl record
+    done = Signal(dict)  # run_sft's summary
+    failed = Signal(str)
 
 
 def default_out_dir(runs_dir: str | Path) -> Path:
@@ -103,6 +107,8 @@ class FineTuneDialog(QDialog):
         self._job = None
         self._progress = _Progress()
         self._progress.step.connect(self._on_step, Qt.ConnectionType.QueuedConnection)
+        self._progress.done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
+        self._progress.failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
 
         self.base = QLineEdit(base)
         self.base.setPlaceholderText("checkpoint folder or hub id")
@@ -238,12 +244,18 @@ class FineTuneDialog(QDialog):
             if self._stop.is_set():
                 raise KeyboardInterrupt  # the loop saves a checkpoint, then stops
 
-        def work() -> dict:
-            from train.sft import run_sft
+        def work() -> None:  # a plain Python thread: no Qt object lives or dies on it
+            try:
+                from train.sft import run_sft
 
-            return run_sft(opts, on_step=on_step)
+                summary = run_sft(opts, on_step=on_step)
+            except Exception as exc:  # reported in the dialog, never a silent thread
+                self._progress.failed.emit(friendly_error(exc))
+            else:
+                self._progress.done.emit(dict(summary))
 
-        self._job = start_job(work, self._on_done, self._on_failed, self)
+        self._job = threading.Thread(target=work, name="fine-tune", daemon=True)
+        self._job.start()
 
     def stop(self) -> None:
         self._stop.set()
