@@ -40,25 +40,20 @@ from typing import TYPE_CHECKING, Any
 
 from agent import actions as A
 from agent.actions import ParseError
-from agent.dialects import history as H
-from agent.dialects.prompts import QWEN3VL_TOOL, qwen3vl_task
+from agent.dialects.prompts import QWEN3VL_TOOL
 from agent.dialects.qwen3vl import (
     _ARGUMENTS,
     CLOSE,
-    FACTOR,
-    MAX_PIXELS,
-    MIN_PIXELS,
     OPEN,
+    Qwen3VLDialect,
     _load_json,
     _to_action,
     action_arguments,
 )
 from agent.dialects.uitars_parser import split_think
-from agent.frames import model_image_size
-from agent.protocols import HistoryTurn
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
+    pass
 
 FUNCTION = "computer_use"
 # cua's qwen3.5 loop declares the same tool as "computer": its calls are accepted too
@@ -227,44 +222,14 @@ def format_call(args: dict) -> str:
     return f"{OPEN}\n<function={FUNCTION}>\n{params}</function>\n{CLOSE}"
 
 
-class Qwen35Dialect:
-    """qwen3.5 (Qwen3.5 / Qwen3.6 / Holo3). Satisfies agent.protocols.Dialect."""
+class Qwen35Dialect(Qwen3VLDialect):
+    """qwen3.5 (Qwen3.5 / Qwen3.6 / Holo3): Qwen3-VL's image sizes, history and 0..1000
+    coordinates, with its own prompt and tool-call syntax. Satisfies agent.protocols.Dialect."""
 
     name = "qwen3.5"
-    space = "relative1000"
-    image_factor = FACTOR
-    min_pixels = MIN_PIXELS
-
-    def __init__(
-        self, *, history_n: int = 5, max_pixels: int | None = None, language: str = "English"
-    ) -> None:
-        if history_n < 1:
-            raise ValueError(f"history_n must be at least 1 (the new screenshot), got {history_n}")
-        self.history_n = history_n
-        self.max_pixels = int(max_pixels or MAX_PIXELS)
-        if self.max_pixels < self.min_pixels:
-            raise ValueError(f"max_pixels must be at least {self.min_pixels}")
-        self.language = language
-
-    def __repr__(self) -> str:
-        return f"<qwen3.5 dialect history_n={self.history_n} max_pixels={self.max_pixels}>"
-
-    def model_size(self, width: int, height: int) -> tuple[int, int]:
-        return model_image_size(
-            width, height, factor=FACTOR, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-        )
 
     def system_prompt(self) -> str:
         return system_prompt()
-
-    def build_messages(self, task: str, history: Sequence[HistoryTurn], image: Image) -> list[dict]:
-        for picture in [turn.image for turn in history] + [image]:
-            H.check_resized(picture, FACTOR, self.min_pixels, self.max_pixels, self.name)
-        return [
-            H.message("system", H.text_part(self.system_prompt())),
-            H.message("user", H.text_part(qwen3vl_task(task, self.language))),
-            *H.step_messages(history, image, self.history_n),
-        ]
 
     def parse(self, text: str, model_size: tuple[int, int]) -> A.Response:
         """model_size is unused: the coordinates are relative (0..1000)."""

@@ -315,7 +315,7 @@ class Qwen3VLDialect:
         self.language = language
 
     def __repr__(self) -> str:
-        return f"<qwen3-vl dialect history_n={self.history_n} max_pixels={self.max_pixels}>"
+        return f"<{self.name} dialect history_n={self.history_n} max_pixels={self.max_pixels}>"
 
     def model_size(self, width: int, height: int) -> tuple[int, int]:
         return model_image_size(
