@@ -373,6 +373,11 @@ class JobHandle(QObject):
     @Slot()
     def finished(self) -> None:
         self.running = False
+
+    @Slot()
+    def thread_ended(self) -> None:
+        """The job's thread has stopped: only now may Python free the job (freeing it while
+        the thread still ran, or beside a deleteLater there, crashed the process)."""
         self.job = None
         self.deleteLater()
 
@@ -386,21 +391,26 @@ def start_job(fn: Callable[[], Any], on_done: Callable[[Any], None],
     job.done.connect(handle.done)
     job.failed.connect(handle.failed)
     job.finished.connect(handle.finished)
-    start_in_thread(job, parent)
+    thread = start_in_thread(job, parent, delete_worker=False)
+    thread.finished.connect(handle.thread_ended)
     return handle
 
 
-def start_in_thread(worker: QObject, parent: QObject | None = None) -> QThread:
+def start_in_thread(worker: QObject, parent: QObject | None = None,
+                    delete_worker: bool = True) -> QThread:
     """Move `worker` to a new QThread, start `worker.run` there, clean up when it finishes.
 
     The worker must have a `finished` signal or a `run_ended` one; the thread quits on it.
+    `delete_worker=False`: the caller's Python reference owns the worker and drops it once
+    the thread has finished (Qt must not delete it too).
     """
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     end = getattr(worker, "finished", None) or worker.run_ended
     end.connect(thread.quit)
-    thread.finished.connect(worker.deleteLater)
+    if delete_worker:
+        thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     thread.start()
     return thread

@@ -2,9 +2,7 @@
 in-memory screen, `deskpilot train sft RUN --base TINY --out DIR --full --steps 200
 --lr 1e-3 --device cpu`, then `deskpilot run` the same task with `--policy local:DIR/merged`
 on the same screen: the trained model takes the recorded actions at the recorded places.
-(The issue's second case, `--lora-rank 8 --merge`, is not here yet: LoRA on this tiny
-model did not memorise the run in the time measured - 80 steps at lr 3e-3 ended at loss
-1.12 and replies that do not parse - so that case is open.)
+The same with `--lora-rank 8 --merge` (the adapters folded into DIR/merged).
 
 TINY is the tiny Qwen2.5-VL checkpoint (UI-TARS-1.5's family, so the scripted run's
 uitars-1.5 prompts are trained as recorded); the settings pin the screenshots to 420x224
@@ -49,9 +47,16 @@ def only(folder):
     return run_dir
 
 
+# the loss the run must end below, as a fraction of its first; LoRA (rank 8, frozen
+# embeddings and head) measured 0.54 of 6.65 in 200 steps, full fine-tuning far lower
+HOW = {"full": (["--full"], 0.05), "lora": (["--lora-rank", "8", "--merge"], 0.15)}
+
+
 @pytest.mark.slow
-def test_train_on_a_recorded_run_then_replay_it_with_the_trained_model(tmp_path, settings_dir):
-    how = ["--full"]
+@pytest.mark.parametrize("kind", HOW)
+def test_train_on_a_recorded_run_then_replay_it_with_the_trained_model(tmp_path, settings_dir,
+                                                                      kind):
+    how, loss_fraction = HOW[kind]
     base, _ = tiny_family_checkpoint("qwen2_5_vl")
     script = tmp_path / "script.txt"
     script.write_text("\n---\n".join(REPLIES) + "\n")
@@ -63,10 +68,13 @@ def test_train_on_a_recorded_run_then_replay_it_with_the_trained_model(tmp_path,
     assert cli.main(["train", "sft", str(run_dir), "--base", str(base), "--out", str(out),
                      *how, "--steps", "200", "--lr", "1e-3", "--device", "cpu"]) == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 200 and log[-1]["loss"] < 0.05 * log[0]["loss"]
+    assert len(log) == 200 and log[-1]["loss"] < loss_fraction * log[0]["loss"]
     assert {"step", "loss", "lr", "tokens_per_s", "peak_memory_mb"} <= set(log[0])
     args = json.loads((out / "train_args.json").read_text())
     assert args["resolved"]["samples"] == 3 and args["resolved"]["dialect"] == "uitars-1.5"
+    if kind == "lora":
+        assert (out / "adapter" / "adapter_model.safetensors").is_file()
+        assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 8
 
     assert cli.main(["run", "greet", "--policy", f"local:{out / 'merged'}", "--env",
                      "memory", "--max-new-tokens", "80", "--record",

@@ -264,9 +264,8 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None, pairs=None) -> dict:
     if opts.full:
         L.setup_full(model, opts.train_vision)
     else:
-        alpha = opts.lora_alpha if opts.lora_alpha is not None else 2.0 * opts.lora_rank
-        lora_cfg = L.lora_config(opts.lora_rank, alpha, opts.lora_dropout, opts.train_vision,
-                                 str(opts.base))
+        lora_cfg = L.lora_config(opts.lora_rank, opts.lora_alpha, opts.lora_dropout,
+                                 opts.train_vision, str(opts.base))
         L.setup_lora(model, lora_cfg)
     from vlm.train_forward import set_gradient_checkpointing
 

@@ -27,6 +27,11 @@ HF_PREFIXES = (("visual.", "model.visual."), ("language_model.", "model.language
 TEXT_TARGETS = r"language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 VISION_TARGETS = (r"visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(linear_fc1|linear_fc2|gate_proj"
                   r"|up_proj|down_proj))")
+# rsLoRA: adapters scaled by alpha / sqrt(rank) (peft's use_rslora), not alpha / rank, so the
+# update's size does not shrink as the rank grows. Measured on the tiny end-to-end run (200 steps
+# at lr 1e-3, rank 8): alpha 16 with alpha/rank ended at loss 0.99 and replies that did not
+# parse; alpha 16 with rsLoRA ended at 0.54 and replayed the recorded actions.
+DEFAULT_ALPHA = 16.0
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -59,14 +64,17 @@ def setup_full(model: torch.nn.Module, train_vision: bool) -> list[str]:
     return names
 
 
-def lora_config(rank: int, alpha: float, dropout: float, train_vision: bool, base: str = ""):
-    """peft's LoraConfig for our module names (the saved copy gets transformers' names)."""
+def lora_config(rank: int, alpha: float | None, dropout: float, train_vision: bool,
+                base: str = "", rslora: bool = True):
+    """peft's LoraConfig for our module names (the saved copy gets transformers' names);
+    alpha None: DEFAULT_ALPHA."""
     from peft import LoraConfig
 
     if rank < 1:
         raise ValueError(f"--lora-rank must be >= 1, got {rank}")
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, bias="none",
-                      target_modules=target_regex(train_vision),
+                      use_rslora=rslora, target_modules=target_regex(train_vision),
                       base_model_name_or_path=base or None)
 
 

@@ -57,7 +57,7 @@ class SftOptions:
     train_vision: bool = False
     only_success: bool = False
     resume: bool = False
-    lora_alpha: float | None = None  # None: 2 * rank
+    lora_alpha: float | None = None  # None: lora.DEFAULT_ALPHA (rsLoRA scaling)
     lora_dropout: float = 0.05
     accumulate: int = 1
     warmup: int | None = None  # None: 5% of the steps
@@ -148,9 +148,8 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
     if opts.full:
         trainable = L.setup_full(model, opts.train_vision)
     else:
-        alpha = opts.lora_alpha if opts.lora_alpha is not None else 2.0 * opts.lora_rank
-        lora_cfg = L.lora_config(opts.lora_rank, alpha, opts.lora_dropout, opts.train_vision,
-                                 str(opts.base))
+        lora_cfg = L.lora_config(opts.lora_rank, opts.lora_alpha, opts.lora_dropout,
+                                 opts.train_vision, str(opts.base))
         trainable = L.setup_lora(model, lora_cfg)
     from vlm.train_forward import set_gradient_checkpointing
 

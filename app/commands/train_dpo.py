@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from DIR/checkpoint.pt exactly where it stopped")
     extra = p.add_argument_group("more options")
     extra.add_argument("--lora-alpha", type=float, metavar="A",
-                       help="LoRA alpha (default: 2 x rank)")
+                       help="LoRA alpha (default: 16; adapters scale by alpha/sqrt(rank), rsLoRA)")
     extra.add_argument("--lora-dropout", type=float, default=0.05, metavar="P",
                        help="LoRA dropout")
     extra.add_argument("--accumulate", type=int, default=1, metavar="K",
