@@ -310,6 +310,7 @@ def plan_memory(
     train_vision: bool = False,
     tokens: int = 4096,
     grad_checkpointing: bool = False,
+    logit_tokens: int | None = None,
     available_bytes: int | None = None,
     world_size: int = 1,
 ) -> MemoryPlan:
@@ -318,7 +319,9 @@ def plan_memory(
     mode "full": every parameter trained except a frozen vision tower (unless
     `train_vision`); mode "lora": the base frozen in `dtype`, the adapter's parameters
     trained; mode "inference": weights + a KV cache for `tokens` tokens. `world_size` > 1
-    shards parameters, gradients and optimizer states (FSDP / ZeRO-3).
+    shards parameters, gradients and optimizer states (FSDP / ZeRO-3). `logit_tokens`: the
+    positions whose logits are computed (the trainer's loss computes them only at target
+    tokens); default every token, the upper bound.
     """
     if mode not in ("full", "lora", "inference"):
         raise PlanError(f"mode must be full, lora or inference, not {mode!r}")
@@ -361,7 +364,7 @@ def plan_memory(
     without = tokens * per_layer * layers
     with_ckpt = tokens * (layer_input * layers + per_layer)
     vocab = int(text.get("vocab_size") or config.get("vocab_size"))
-    logits = tokens * vocab * 4 * 2  # fp32 logits and their gradient
+    logits = (tokens if logit_tokens is None else logit_tokens) * vocab * 4 * 2  # + grad
     activations = with_ckpt if grad_checkpointing else without
     return MemoryPlan(mode, dtype, total, trainable, weights, gradients, optimizer,
                       activations, without, with_ckpt, logits,
