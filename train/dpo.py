@@ -134,9 +134,6 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
 
     # first: DDP broadcasts rank 0's weights, FSDP2 (cfg.shard) replaces them by shards
     stepper = D.Synced(model, sequence_logps, shard=cfg.shard)
-    if resume and stepper.sharded is not None:
-        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported yet; "
-                         "start it again without --resume (LoRA runs, on DDP, resume)")
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -160,9 +157,8 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
     records, step = [], start
     model.train()
 
-    def save():
-        return save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler,
-                               cfg) if main else out / CHECKPOINT
+    def save():  # every rank: under FSDP2 saving gathers the shards (rank 0 writes)
+        return save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler, cfg)
 
     try:
         while step < cfg.steps:
