@@ -438,8 +438,13 @@ def advice(plan: MemoryPlan) -> list[str]:
     if plan.dtype == "fp32":
         tips.append((plan.weights // 2, "train in --dtype bf16 (fp16 without bf16 support)"))
     tips.sort(key=lambda t: -t[0])
-    return [f"{text} (saves ~{saving / GIB:.1f} GiB; {over / GIB:.1f} GiB over)"
+    return [f"{text} (saves ~{_gib_or_mib(saving)}; {_gib_or_mib(over)} over)"
             for saving, text in tips]
+
+
+def _gib_or_mib(n: int) -> str:
+    """GiB to one decimal, MiB below one GiB (a small model's savings would read 0.0 GiB)."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
 def detect_available_memory() -> tuple[int | None, str]:
