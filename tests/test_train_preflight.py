@@ -15,7 +15,7 @@ from tests.test_train_ddp import sharegpt
 from tests.tiny_checkpoints import tiny_family_checkpoint
 from train import preflight, sft
 from train.errors import TrainError
-from train.plan import GIB, count_parameters, plan_memory
+from train.plan import GIB, count_parameters, plan_memory, system_memory_bytes
 from train.sft import SftOptions, run_sft
 
 BUDGET = 2**19  # 512 KiB: less than the tiny base's weights alone
@@ -127,4 +127,4 @@ def test_cpu_memory_reads_mem_available(tmp_path):
                                                       "cpu: 8.0 GiB available RAM")
     meminfo.write_text("garbage\n")
     avail, source = preflight.cpu_available_bytes(meminfo)  # falls back to the RAM size
-    assert avail is None or avail > 0
+    assert avail == system_memory_bytes() and "RAM" in source
