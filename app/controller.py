@@ -45,6 +45,8 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
         self.policy: Any = None  # loaded local engine (remote/replay policies are built per run)
         self.policy_name = ""
         self.detected_dialect: str | None = None
+        # (server URL, dialect) judged from the ids "Check connection" listed
+        self.served_dialect: tuple[str, str] | None = None
         self.worker: RunWorker | None = None
         self.views: list[StepView] = []
         self.last_run_dir: Path | None = None
@@ -217,7 +219,9 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
 
         s = self.settings
         name = self.window.model_panel.values()["dialect"] or s.dialect
-        if name == "auto":
+        if name == "auto" and backend == "remote":
+            name = self._served_dialect()
+        elif name == "auto":
             name = self.detected_dialect
         if not name and backend == "replay":
             from agent.trajectory import load_run
@@ -227,6 +231,26 @@ class Controller(RunsActions, ModelActions, DemoActions, QObject):
             raise RunSetupError("The model's dialect is unknown: pick one in the Model tab.")
         return get_dialect(name, history_n=s.history_n, max_pixels=s.max_pixels,
                            language=s.language)
+
+    def _served_dialect(self) -> str:
+        """The remote model's dialect from its id: the Model field's, else the ones the
+        last "Check connection" of this URL listed. Never a guess (UI-TARS or otherwise)."""
+        from agent.dialects import dialect_for_model_id
+
+        values = self.window.model_panel.values()
+        if values["remote_model"]:
+            name = dialect_for_model_id(values["remote_model"])
+            if name:
+                return name
+            raise RunSetupError(
+                f"Cannot tell which dialect the model {values['remote_model']!r} speaks: "
+                "pick the dialect in the Model tab.")
+        url = values["remote_url"].rstrip("/")
+        if self.served_dialect and self.served_dialect[0] == url:
+            return self.served_dialect[1]
+        raise RunSetupError(
+            "Cannot tell which dialect the server's model speaks: press “Check connection”, "
+            "name the model, or pick the dialect in the Model tab.")
 
     def _desktop_env(self) -> Any:
         from agent.desktop import DesktopEnv

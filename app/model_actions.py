@@ -13,8 +13,8 @@ from app.worker import LoadWorker, start_in_thread
 
 
 class ModelActions:
-    """Needs from the host: window, settings, policy/policy_name/detected_dialect, loading,
-    _save_settings, show_error, run_job."""
+    """Needs from the host: window, settings, policy/policy_name/detected_dialect,
+    served_dialect, loading, _save_settings, show_error, run_job."""
 
     def _model_settings_changed(self) -> None:
         values = self.window.model_panel.values()
@@ -98,10 +98,23 @@ class ModelActions:
             response = httpx.get(f"{url}/models", headers=headers, timeout=5.0)
             response.raise_for_status()
             ids = [m.get("id", "?") for m in response.json().get("data", [])]
-            return "Connected. Models: " + (", ".join(ids) if ids else "(none listed)")
+            return ids
+
+        def checked(ids: list[str]) -> None:
+            from agent.dialects import dialect_for_model_id
+
+            dialects = {d for d in map(dialect_for_model_id, ids) if d}
+            # one dialect for every listed model: "auto" can use it for this URL
+            self.served_dialect = (url, dialects.pop()) if len(dialects) == 1 else None
+            text = "Connected. Models: " + (", ".join(ids) if ids else "(none listed)")
+            if self.served_dialect:
+                text += f" · dialect {self.served_dialect[1]}"
+            elif ids:
+                text += " · dialect not known from the id: pick it"
+            panel.set_check_result(True, text)
 
         panel = self.window.model_panel
         panel.set_check_result(True, "Connecting…")
-        self.run_job(check, lambda text: panel.set_check_result(True, text),
+        self.run_job(check, checked,
                      "The server did not answer",
                      on_failed=lambda message: panel.set_check_result(False, message))

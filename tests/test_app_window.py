@@ -452,12 +452,39 @@ def test_remote_connection_check(qtbot, window):
         panel.url.setText(f"http://127.0.0.1:{server.server_address[1]}/v1")
         qtbot.mouseClick(panel.check_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "ui-tars-1.5-7b" in panel.check_status.text(), timeout=10_000)
+        assert "dialect uitars-1.5" in panel.check_status.text()
         panel.url.setText(f"http://127.0.0.1:{server.server_address[1]}/nothing")
         qtbot.mouseClick(panel.check_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "404" in panel.check_status.text(), timeout=10_000)
         assert "did not answer" in window.banner.message()
     finally:
         server.shutdown()
+
+
+def test_remote_auto_dialect_comes_from_the_served_id_never_a_guess(qtbot, window):
+    from app.controller import RunSetupError
+
+    c, panel = window.controller, window.model_panel
+    panel.backend.setCurrentIndex(panel.backend.findData("remote"))
+    panel.dialect.setCurrentIndex(panel.dialect.findData("uitars-1.5"))  # the local page's
+    panel.remote_dialect.setCurrentIndex(panel.remote_dialect.findData("auto"))
+    panel.url.setText("http://127.0.0.1:9/v1")
+    assert panel.values()["dialect"] == "auto"
+    with pytest.raises(RunSetupError, match="Check connection"):
+        c._dialect("remote")  # no model named, nothing checked: no silent UI-TARS
+    panel.remote_model.setText("Qwen/Qwen3-VL-8B-Instruct")
+    assert c._dialect("remote").name == "qwen3-vl"
+    panel.remote_model.setText("my-finetune")
+    with pytest.raises(RunSetupError, match="my-finetune"):
+        c._dialect("remote")
+    panel.remote_model.setText("")
+    c.served_dialect = ("http://127.0.0.1:9/v1", "uitars-1.5")  # what a check found there
+    assert c._dialect("remote").name == "uitars-1.5"
+    panel.url.setText("http://127.0.0.1:10/v1")  # another server: that check does not count
+    with pytest.raises(RunSetupError):
+        c._dialect("remote")
+    panel.remote_dialect.setCurrentIndex(panel.remote_dialect.findData("qwen3-vl"))
+    assert c._dialect("remote").name == "qwen3-vl"  # picked by hand
 
 
 def test_tray_and_strip_control_the_run_and_the_thought_streams(qtbot, window, dialect):

@@ -202,8 +202,10 @@ class ModelPanel(QWidget):
             edit.editingFinished.connect(self.changed)
 
     def _remote_dialect(self) -> QComboBox:
-        """Remote servers have no config to read: the dialect is chosen by hand."""
+        """A server has no config.json to read: "auto" judges the dialect from the served
+        model's id (the Model field, or the ids "Check connection" lists); or pick one."""
         self.remote_dialect = QComboBox()
+        self.remote_dialect.addItem("auto (from the served model's id)", "auto")
         for name in dialect_names():
             self.remote_dialect.addItem(name, name)
         self.remote_dialect.currentIndexChanged.connect(self.changed)
