@@ -44,3 +44,24 @@ def test_download_failure_is_shown_and_the_button_comes_back(qtbot, monkeypatch)
     qtbot.waitUntil(lambda: view.download_button.isEnabled(), timeout=30_000)
     assert "offline" in view.status.text()
     assert not view.cancel_button.isEnabled()
+
+
+def test_the_table_shows_gpu_memory_in_bf16_and_fp8(qtbot, monkeypatch):
+    """Both serving formats, from train.plan (the figures `deskpilot train plan` prints)."""
+    from app.views.catalogue_view import _gib
+
+    dense = catalogue.find("Qwen/Qwen3-VL-8B-Instruct")
+    assert dense.memory("fp8") < 0.8 * dense.memory("bf16")  # dense: FP8 halves the weights
+    between = (dense.memory("fp8") + dense.memory("bf16")) // 2
+    monkeypatch.setattr(catalogue, "detect_machine",
+                        lambda: catalogue.Machine("GPU", between, 64 * 2**30))
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    table = panel.catalogue.table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    bf16_col, fp8_col = headers.index("GPU bf16"), headers.index("GPU fp8")
+    for row, entry in enumerate(panel.catalogue.entries):
+        assert table.item(row, bf16_col).text() == _gib(entry.memory("bf16"))
+        assert table.item(row, fp8_col).text() == _gib(entry.memory("fp8"))
+    row = [e.id for e in panel.catalogue.entries].index(dense.id)
+    assert table.item(row, headers.index("Fits here")).text() == "fp8 only"

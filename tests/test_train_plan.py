@@ -16,6 +16,7 @@ from train.plan import (
     count_parameters,
     plan_memory,
     read_config,
+    weight_formats,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,11 +81,65 @@ def test_inference_memory_per_storage_format():
     count, config = count_parameters("qwen3-vl-30b-a3b")
     bf16 = plan_memory(count, config, mode="inference", dtype="bf16", tokens=16384)
     fp8 = plan_memory(count, config, mode="inference", dtype="fp8", tokens=16384)
-    assert fp8.weights * 2 == bf16.weights
+    formats = weight_formats(count)
+    assert bf16.weights == 2 * count.total == formats["bf16"]
+    assert fp8.weights == formats["fp8"] and bf16.weights_by_format == formats
+    # vlm dequantizes the MoE experts (most of this model): FP8 saves only the dense part,
+    # while the FP8 checkpoint on disk is about half the bf16 one
+    assert 0.95 * bf16.weights < fp8.weights < bf16.weights
+    assert 0.5 < formats["fp8_checkpoint"] / formats["bf16"] < 0.55
+    dense_count, dense_config = count_parameters("qwen3-vl-8b")
+    dense = weight_formats(dense_count)
+    assert dense["fp8"] == dense["fp8_checkpoint"] and 0.55 < dense["fp8"] / dense["bf16"] < 0.65
     # K and V, 48 layers x 4 kv heads x 128 dims x 16k tokens in 16 bits
-    assert bf16.kv_cache == 2 * 48 * 4 * 128 * 16384 * 2
+    assert bf16.kv_cache == fp8.kv_cache == 2 * 48 * 4 * 128 * 16384 * 2
     with pytest.raises(PlanError, match="fp8"):
         plan_memory(count, config, mode="full", dtype="fp8")
+
+
+def test_fp8_weights_by_hand():
+    """e4m3 projections + one fp32 scale per 128x128 block; the rest bf16. A projection whose
+    input width is no multiple of 128 stays bf16 in vlm (its activation groups must tile the
+    input) but is FP8 in the file; experts are FP8 only in the file."""
+    count = ParameterCount(vision=500, embeddings=1000, text=256 * 384 + 100 * 64 + 10,
+                           experts=4 * 3 * 128 * 256,
+                           lora_targets=[(256, 384), (100, 64)],
+                           expert_matrices=[(8, 128, 256), (4, 256, 128)])
+    rest = 500 + 1000 + 10
+    projection = 384 * 256 + 4 * 3 * 2  # (384, 256): 3 x 2 blocks
+    small = 64 * 100 + 4 * 1  # one block
+    experts = 8 * (128 * 256 + 4 * 2) + 4 * (256 * 128 + 4 * 2)
+    assert weight_formats(count) == {
+        "bf16": 2 * count.total,
+        "fp8": 2 * rest + projection + 2 * 100 * 64 + 2 * count.experts,
+        "fp8_checkpoint": 2 * rest + projection + small + experts,
+    }
+
+
+def test_fp8_checkpoint_size_is_a_quantized_checkpoints(tmp_path):
+    """The format's accounting equals a tiny MoE checkpoint quantized the way the official
+    FP8 releases are (tests/test_vlm_fp8.py), tensor by tensor from its header."""
+    from safetensors import safe_open
+
+    from tests.test_vlm_fp8 import make_fp8_pair
+    from tests.tiny_checkpoints import tiny_checkpoint
+
+    folder, _ = tiny_checkpoint()
+    fp8_dir = make_fp8_pair(folder, tmp_path, (128, 128))
+    stored = 0
+    for file in fp8_dir.glob("*.safetensors"):
+        with safe_open(file, "pt") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                t = f.get_slice(name)
+                n = 1
+                for d in t.get_shape():
+                    n *= d
+                # e4m3 1 byte, fp32 scales 4, every other tensor as bf16 (2)
+                stored += n * {"F8_E4M3": 1}.get(t.get_dtype(), 4 if name.endswith(
+                    "_scale_inv") else 2)
+    count, _ = count_parameters(folder)
+    assert count.expert_matrices  # an MoE: the experts' scales are counted too
+    assert weight_formats(count)["fp8_checkpoint"] == stored
 
 
 @pytest.mark.parametrize("name, billions", [("qwen3-vl-30b-a3b", 31.07), ("qwen3-vl-2b", 2.13),
@@ -134,6 +189,24 @@ def test_cli_says_whether_it_fits_and_what_to_change():
     plan = json.loads(ok.stdout)
     assert plan["fits"] is True and plan["mode"] == "lora"
     assert plan["activations"] == plan["activations_with_checkpointing"]
+
+
+def test_cli_shows_the_weights_in_each_format_and_the_one_it_used():
+    count, _ = count_parameters("qwen3-vl-8b")
+    formats = weight_formats(count)
+    out = _plan_cli("--base", "qwen3-vl-8b", "--lora-rank", "16", "--gpu-memory", "80")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = lines.index("weights for inference, per format:")
+    assert lines[at + 1].split() == ["bf16", f"{formats['bf16'] / 2**30:.2f}", "GiB"]
+    assert lines[at + 2].split()[:3] == ["fp8", f"{formats['fp8'] / 2**30:.2f}", "GiB"]
+    assert "128x128 block" in lines[at + 2]
+    assert f"the FP8 checkpoint is {formats['fp8_checkpoint'] / 2**30:.2f} GiB" in out.stdout
+    assert "this plan counts the weights in bf16 (training" in out.stdout
+    fp32 = _plan_cli("--base", "qwen3-vl-8b", "--full", "--dtype", "fp32", "--json")
+    plan = json.loads(fp32.stdout)
+    assert plan["weights_format"] == "fp32" and plan["weights"] == 4 * count.total
+    assert plan["weights_by_format"] == formats
 
 
 def test_cli_bad_base_exits_2_naming_it():

@@ -111,6 +111,44 @@ def full_optimizer_state(state: dict) -> dict:
                                for k, s in state["state"].items()}}
 
 
+def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`whole` (the same full tensor on every rank, e.g. read from a checkpoint) laid out as
+    `like`: this rank's shard of a DTensor with like's mesh and placements when `like` is
+    sharded (no communication: each rank cuts its own piece), else `whole` itself."""
+    if not hasattr(like, "device_mesh"):
+        return whole
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(whole.to(like.device), like.device_mesh, like.placements,
+                             src_data_rank=None)
+
+
+def shard_optimizer_state(state: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """A gathered optimizer state_dict (full_optimizer_state) cut back into this rank's shards
+    of `optimizer`'s parameters, so `optimizer.load_state_dict` sees tensors laid out like
+    them; scalars (Adam's step) and unsharded parameters' states pass unchanged."""
+    params = {}
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        params.update(zip(saved["params"], group["params"], strict=True))
+
+    def cut(v, p):
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and tuple(v.shape) == tuple(p.shape):
+            return shard_like(v, p)
+        return v
+
+    return {**state, "state": {k: {n: cut(v, params[k]) for n, v in s.items()}
+                               for k, s in state["state"].items()}}
+
+
+def gather_objects(obj) -> list:
+    """Every rank's `obj` (picklable), in rank order, on every rank (a collective)."""
+    if not active():
+        return [obj]
+    out = [None] * world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
 def unshard_for_saving(model: torch.nn.Module) -> None:
     """Replace every sharded parameter of `model` by its whole tensor (a collective), so the
     adapter / merged writers see plain tensors; training is over when this is called."""

@@ -48,10 +48,13 @@ from train.merged import MERGED_DIR, save_merged
 from train.pack import PackedRow, PackedRows
 from train.sft import (
     ARGS_FILE,
+    DTYPES,
     SftOptions,
     TrainError,
     check_resume,
-    load_base,
+    load_base_weights,
+    preflight_memory,
+    resolve_base,
     resolve_device_dtype,
 )
 
@@ -131,9 +134,6 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
 
     # first: DDP broadcasts rank 0's weights, FSDP2 (cfg.shard) replaces them by shards
     stepper = D.Synced(model, sequence_logps, shard=cfg.shard)
-    if resume and stepper.sharded is not None:
-        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported yet; "
-                         "start it again without --resume (LoRA runs, on DDP, resume)")
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -157,9 +157,8 @@ def train_dpo(model, rows, ref: torch.Tensor, cfg: LoopConfig, beta: float,
     records, step = [], start
     model.train()
 
-    def save():
-        return save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler,
-                               cfg) if main else out / CHECKPOINT
+    def save():  # every rank: under FSDP2 saving gathers the shards (rank 0 writes)
+        return save_checkpoint(out / CHECKPOINT, step, names, masters, optimizer, scaler, cfg)
 
     try:
         while step < cfg.steps:
@@ -238,9 +237,7 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None, pairs=None) -> dict:
     if lr <= 0:
         raise TrainError(f"--lr must be > 0, got {lr}")
 
-    folder, cfg, model = load_base(opts.base, device, torch.float32 if dtype_name == "fp32"
-                                   else {"bf16": torch.bfloat16, "fp16": torch.float16}
-                                   [dtype_name])
+    folder, cfg = resolve_base(opts.base)
     if settings is None:
         from agent.settings import Settings
 
@@ -255,6 +252,9 @@ def run_dpo(opts: DpoOptions, on_step=None, settings=None, pairs=None) -> dict:
                          cfg.vision.spatial_merge_size, images)
     except DataError as exc:
         raise TrainError(str(exc)) from exc
+    # before the weights load: a base that cannot fit stops here, with what to change
+    preflight_memory(opts, folder, device, dtype_name, rows)
+    model = load_base_weights(opts.base, folder, cfg, device, DTYPES[dtype_name])
     world = D.world_size()
     steps = opts.steps or max(1, math.ceil(len(rows) * opts.epochs / (opts.accumulate * world)))
     warmup = opts.warmup if opts.warmup is not None else round(0.05 * steps)

@@ -12,6 +12,8 @@ micro-step c is a pure function of c, so resuming needs only the step count. A c
 (DIR/checkpoint.pt, written to a temporary name and renamed: a kill leaves the old one or
 the new one, never half of one) holds the trainable weights, the optimizer and scaler
 state and the RNG states, so `resume` continues bit-for-bit. Ctrl+C saves one and stops.
+Under torchrun the checkpoint is the full state (FSDP2 shards gathered, every rank's RNG),
+written by rank 0 and cut back into shards by every rank on resume.
 """
 
 from __future__ import annotations
@@ -122,9 +124,6 @@ def train(model: torch.nn.Module, rows: list[PackedRow], cfg: LoopConfig, out: P
     # under torchrun: DDP (FSDP2 with cfg.shard) over the ranks (train/distributed.py); made
     # first: DDP broadcasts rank 0's weights, FSDP2 replaces the parameters by shards
     stepper = D.Synced(model, row_loss, shard=cfg.shard)
-    if resume and stepper.sharded is not None:
-        raise ValueError("--resume of a torchrun --full (FSDP2) run is not supported yet; "
-                         "start it again without --resume (LoRA runs, on DDP, resume)")
     main = D.is_main()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -231,9 +230,14 @@ def one_step(stepper, rows, step, cfg: LoopConfig, masters: MasterWeights, optim
 
 def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeights,
                     optimizer, scaler, cfg: LoopConfig) -> Path:
-    # every rank holds the same state (FSDP2: gathered from the shards); rank 0 writes it
+    """Every rank calls it (under FSDP2 the weights and optimizer states are gathered whole
+    from the shards, and every rank's RNG state is collected); rank 0 writes one file that
+    holds the full state, loadable on any number of ranks that shard it the same way."""
     weights = {n: D.full(m).detach().cpu() for n, m in zip(names, masters.masters)}
     optimizer_state = D.full_optimizer_state(optimizer.state_dict())
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    rng_ranks = D.gather_objects(rng)  # dropout draws differ per rank (different rows)
     if not D.is_main():
         return path
     state = {
@@ -241,8 +245,8 @@ def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeig
         "weights": weights,
         "optimizer": optimizer_state,
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "rng": rng,
+        "rng_ranks": rng_ranks,
         "config": asdict(cfg),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -257,6 +261,8 @@ def save_checkpoint(path: Path, step: int, names: list[str], masters: MasterWeig
 
 def load_checkpoint(path: Path, names: list[str], masters: MasterWeights, optimizer,
                     scaler) -> int:
+    """Every rank reads the one file; sharded (FSDP2) weights and optimizer states take this
+    rank's shard of the saved full tensors."""
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path} (train without --resume "
                                 "to start)")
@@ -270,15 +276,22 @@ def load_checkpoint(path: Path, names: list[str], masters: MasterWeights, optimi
                          "--lora-rank/--full/--train-vision?); resume with the same options")
     with torch.no_grad():
         for n, m in zip(names, masters.masters):
-            m.copy_(weights[n])
+            m.copy_(D.shard_like(weights[n], m))
     masters.masters_to_model()
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(D.shard_optimizer_state(state["optimizer"], optimizer))
     if state["scaler"] is not None and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    if len(ranks) != D.world_size():
+        log.warning("%s was saved by %d rank(s), resumed on %d: rank 0's RNG state for all "
+                    "(dropout masks differ from an uninterrupted run)", path, len(ranks),
+                    D.world_size())
+        ranks = [ranks[0]] * D.world_size()
+    rng = ranks[D.rank()]
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     log.info("resumed from %s at step %d", path, state["step"])
     return int(state["step"])
 

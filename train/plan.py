@@ -19,6 +19,13 @@ matrix). With per-layer checkpointing only each layer's input is kept, plus one 
 set while it is recomputed. The fp32 logits and their gradient are counted separately: at a
 150k vocabulary they are often the single largest term.
 
+Serving weights per format (`weight_formats`): bf16 is 2 bytes a parameter; fp8 is the
+block-wise format vlm/fp8.py loads — the decoder's projections in e4m3 (1 byte) plus one fp32
+scale per 128x128 block, everything else (embeddings, lm_head, norms, routers, the vision
+tower) in bf16 — counted as vlm holds it on an sm_89+ GPU: dense projections stay FP8, the
+MoE experts are dequantized to bf16 (the MoE kernel takes bf16). The checkpoint's own size
+(experts in FP8 too) is reported beside it.
+
 Parameters are counted exactly from the safetensors headers of a local checkpoint (names and
 shapes, no tensor data read) or, for a hub id not downloaded yet, from its config.json.
 Pure Python: no torch.
@@ -35,6 +42,8 @@ from typing import Any
 
 GIB = 1024**3
 BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}
+# vlm/fp8.py's format (the official "-FP8" releases): e4m3 weights, one fp32 scale per block
+FP8_BLOCK = (128, 128)
 # Of the memory a GPU reports, what a run can plan to use: the CUDA context, the allocator's
 # fragmentation and kernels' workspaces take the rest.
 USABLE_FRACTION = 0.92
@@ -58,6 +67,8 @@ class ParameterCount:
     experts: int = 0  # routed experts (frozen under LoRA unless asked)
     embeddings: int = 0  # token embedding + lm_head
     lora_targets: list[tuple[int, int]] = field(default_factory=list)
+    # (how many, rows, cols) of the routed experts' weight matrices (FP8 scales per matrix)
+    expert_matrices: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -108,6 +119,8 @@ def count_from_shapes(shapes: dict[str, list[int]]) -> ParameterCount:
         elif ".experts." in name or name.endswith(".experts.gate_up_proj") \
                 or name.endswith(".experts.down_proj"):
             count.experts += n
+            if len(shape) >= 2:  # one matrix, or a fused stack of them (E, rows, cols)
+                count.expert_matrices.append((n // (shape[-2] * shape[-1]), *shape[-2:]))
         else:
             count.text += n
             if len(shape) == 2 and name.endswith(_LORA_TARGET_SUFFIXES):
@@ -159,6 +172,8 @@ def count_from_config(config: dict[str, Any]) -> ParameterCount:
         if moe:
             count.text += h * experts  # router
             count.experts += experts * 3 * h * moe_i
+            # the published files: each expert's gate, up (moe_i, h) and down (h, moe_i)
+            count.expert_matrices += [(2 * experts, moe_i, h), (experts, h, moe_i)]
             if shared_i:
                 shared = [(h, shared_i), (h, shared_i), (shared_i, h)]
                 count.text += sum(a * b for a, b in shared) + h  # + the sigmoid gate
@@ -263,6 +278,8 @@ class MemoryPlan:
     kv_cache: int = 0
     available: int | None = None
     notes: list[str] = field(default_factory=list)
+    # serving weights in each storage format (weight_formats); the plan's own is `dtype`
+    weights_by_format: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -275,7 +292,7 @@ class MemoryPlan:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(total=self.total, fits=self.fits)
+        d.update(total=self.total, fits=self.fits, weights_format=self.dtype)
         return d
 
 
@@ -300,6 +317,29 @@ def _activation_bytes_per_token(config: dict[str, Any], act_bytes: int) -> tuple
     return per_layer, h * act_bytes
 
 
+def _fp8_matrix_bytes(rows: int, cols: int, block: tuple[int, int] = FP8_BLOCK) -> int:
+    """One e4m3 (rows, cols) weight and its fp32 scales, one per block."""
+    return rows * cols + 4 * -(-rows // block[0]) * -(-cols // block[1])
+
+
+def weight_formats(count: ParameterCount) -> dict[str, int]:
+    """Bytes of the weights for serving: "bf16"; "fp8" as vlm holds a block-wise FP8
+    checkpoint on an sm_89+ GPU (dense decoder projections FP8 when their input width is a
+    multiple of the block, as vlm/fp8.py requires of activation groups; experts dequantized
+    to bf16); "fp8_checkpoint" the FP8 files themselves (experts FP8 as well)."""
+    dense = sum(i * o for i, o in count.lora_targets)
+    rest = count.total - dense - count.experts  # stays bf16 in every FP8 checkpoint
+    dense_fp8 = sum(_fp8_matrix_bytes(o, i) if i % FP8_BLOCK[1] == 0 else 2 * i * o
+                    for i, o in count.lora_targets)
+    dense_file = sum(_fp8_matrix_bytes(o, i) for i, o in count.lora_targets)
+    experts_file = sum(k * _fp8_matrix_bytes(r, c) for k, r, c in count.expert_matrices)
+    if count.experts and not count.expert_matrices:  # shapes unknown: at least the e4m3 bytes
+        experts_file = count.experts
+    return {"bf16": 2 * count.total,
+            "fp8": 2 * rest + dense_fp8 + 2 * count.experts,
+            "fp8_checkpoint": 2 * rest + dense_file + experts_file}
+
+
 def plan_memory(
     count: ParameterCount,
     config: dict[str, Any],
@@ -310,6 +350,7 @@ def plan_memory(
     train_vision: bool = False,
     tokens: int = 4096,
     grad_checkpointing: bool = False,
+    logit_tokens: int | None = None,
     available_bytes: int | None = None,
     world_size: int = 1,
 ) -> MemoryPlan:
@@ -318,7 +359,9 @@ def plan_memory(
     mode "full": every parameter trained except a frozen vision tower (unless
     `train_vision`); mode "lora": the base frozen in `dtype`, the adapter's parameters
     trained; mode "inference": weights + a KV cache for `tokens` tokens. `world_size` > 1
-    shards parameters, gradients and optimizer states (FSDP / ZeRO-3).
+    shards parameters, gradients and optimizer states (FSDP / ZeRO-3). `logit_tokens`: the
+    positions whose logits are computed (the trainer's loss computes them only at target
+    tokens); default every token, the upper bound.
     """
     if mode not in ("full", "lora", "inference"):
         raise PlanError(f"mode must be full, lora or inference, not {mode!r}")
@@ -329,6 +372,7 @@ def plan_memory(
     w = BYTES[dtype]
     total = count.total
     notes: list[str] = []
+    formats = weight_formats(count)
     if mode == "inference":
         text = config.get("text_config") or config
         heads = int(text["num_attention_heads"])
@@ -337,9 +381,13 @@ def plan_memory(
         layer_types = text.get("layer_types") or ["full_attention"] * int(
             text["num_hidden_layers"])
         attn_layers = sum(1 for t in layer_types if t != "linear_attention")
-        kv_cache = 2 * attn_layers * kv_heads * hd * tokens * min(w, 2)
-        return MemoryPlan(mode, dtype, total, 0, total * w, 0, 0, 0, 0, 0, 0,
-                          kv_cache=kv_cache, available=available_bytes, notes=notes)
+        # an FP8 checkpoint computes in bf16 (vlm/fp8.py), so its cache is bf16 as well
+        kv_bytes = 2 if dtype == "fp8" else min(w, 2)
+        kv_cache = 2 * attn_layers * kv_heads * hd * tokens * kv_bytes
+        weights = formats["fp8"] if dtype == "fp8" else total * w
+        return MemoryPlan(mode, dtype, total, 0, weights, 0, 0, 0, 0, 0, 0,
+                          kv_cache=kv_cache, available=available_bytes, notes=notes,
+                          weights_by_format=formats)
     frozen_vision = 0 if train_vision else count.vision
     if mode == "full":
         trainable = total - frozen_vision
@@ -361,11 +409,11 @@ def plan_memory(
     without = tokens * per_layer * layers
     with_ckpt = tokens * (layer_input * layers + per_layer)
     vocab = int(text.get("vocab_size") or config.get("vocab_size"))
-    logits = tokens * vocab * 4 * 2  # fp32 logits and their gradient
+    logits = (tokens if logit_tokens is None else logit_tokens) * vocab * 4 * 2  # + grad
     activations = with_ckpt if grad_checkpointing else without
     return MemoryPlan(mode, dtype, total, trainable, weights, gradients, optimizer,
                       activations, without, with_ckpt, logits,
-                      available=available_bytes, notes=notes)
+                      available=available_bytes, notes=notes, weights_by_format=formats)
 
 
 def advice(plan: MemoryPlan) -> list[str]:
@@ -390,8 +438,13 @@ def advice(plan: MemoryPlan) -> list[str]:
     if plan.dtype == "fp32":
         tips.append((plan.weights // 2, "train in --dtype bf16 (fp16 without bf16 support)"))
     tips.sort(key=lambda t: -t[0])
-    return [f"{text} (saves ~{saving / GIB:.1f} GiB; {over / GIB:.1f} GiB over)"
+    return [f"{text} (saves ~{_gib_or_mib(saving)}; {_gib_or_mib(over)} over)"
             for saving, text in tips]
+
+
+def _gib_or_mib(n: int) -> str:
+    """GiB to one decimal, MiB below one GiB (a small model's savings would read 0.0 GiB)."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
 def detect_available_memory() -> tuple[int | None, str]:
@@ -435,6 +488,7 @@ def format_plan(plan: MemoryPlan) -> str:
     else:
         lines.append(f"kv cache        {gib(plan.kv_cache)}")
     lines.append(f"total           {gib(plan.total)}")
+    lines += format_weight_formats(plan)
     if plan.available is None:
         lines.append("fits: unknown (no GPU memory given or detected; pass --gpu-memory GiB)")
     else:
@@ -443,3 +497,24 @@ def format_plan(plan: MemoryPlan) -> str:
         lines += [f"  - {tip}" for tip in advice(plan)]
     lines += plan.notes
     return "\n".join(lines)
+
+
+def format_weight_formats(plan: MemoryPlan) -> list[str]:
+    """The serving weights in each format, and which one this plan counted."""
+    formats = plan.weights_by_format
+    if not formats:
+        return []
+    if plan.mode == "inference":
+        used = f"this plan counts the weights in {plan.dtype}"
+    else:
+        used = (f"this plan counts the weights in {plan.dtype} (training; an FP8 checkpoint "
+                "is dequantized to it)")
+    return [
+        "weights for inference, per format:",
+        f"  bf16          {formats['bf16'] / GIB:8.2f} GiB",
+        f"  fp8           {formats['fp8'] / GIB:8.2f} GiB   (e4m3 + an fp32 scale per "
+        f"{FP8_BLOCK[0]}x{FP8_BLOCK[1]} block, as vlm holds it on sm_89+:",
+        "                               MoE experts dequantized to bf16; the FP8 checkpoint "
+        f"is {formats['fp8_checkpoint'] / GIB:.2f} GiB)",
+        used,
+    ]

@@ -21,9 +21,11 @@ import torch
 from train import distributed as D
 from train import lora as L
 from train.data import DataError, base_speaks, load_samples
+from train.errors import TrainError
 from train.loop import LOG_FILE, LoopConfig, train
 from train.merged import MERGED_DIR, save_merged
 from train.pack import pack
+from train.preflight import check_memory
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,6 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 RESUME_KEYS = ("inputs", "base", "lora_rank", "full", "train_vision", "pack_tokens", "lr",
                "steps", "epochs", "accumulate", "seed", "dtype", "only_success",
                "lora_alpha", "lora_dropout", "warmup", "weight_decay", "router_aux_coef")
-
-
-class TrainError(RuntimeError):
-    """A training run that cannot start or finish: the message says why and what to do."""
 
 
 @dataclass
@@ -57,6 +55,7 @@ class SftOptions:
     train_vision: bool = False
     only_success: bool = False
     resume: bool = False
+    memory_check: bool = True  # refuse a base whose memory plan exceeds the device's
     lora_alpha: float | None = None  # None: lora.DEFAULT_ALPHA (rsLoRA scaling)
     lora_dropout: float = 0.05
     accumulate: int = 1
@@ -88,15 +87,25 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, str]:
     return dev, dtype
 
 
-def load_base(base: str, device: torch.device, dtype: torch.dtype):
-    """(folder, config, our model) for a checkpoint folder or hub id."""
+def resolve_base(base: str):
+    """(folder, config) of a checkpoint folder or hub id; no weights read."""
     from vlm.config import ConfigError
-    from vlm.model import QwenVL
-    from vlm.weights import WeightsError, load_weights, read_config, resolve_checkpoint
+    from vlm.weights import WeightsError, read_config, resolve_checkpoint
 
     try:
         folder = resolve_checkpoint(base)
-        cfg = read_config(folder)
+        return folder, read_config(folder)
+    except (ConfigError, WeightsError) as exc:
+        raise TrainError(f"--base {base}: {exc}") from exc
+
+
+def load_base_weights(base: str, folder, cfg, device: torch.device, dtype: torch.dtype):
+    """Our model with the checkpoint's weights, on `device` in `dtype`."""
+    from vlm.config import ConfigError
+    from vlm.model import QwenVL
+    from vlm.weights import WeightsError, load_weights
+
+    try:
         with torch.device("meta"):
             model = QwenVL(cfg)
         load_weights(model, cfg, folder, dtype=dtype, device=device)
@@ -106,7 +115,25 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype):
         raise TrainError(f"--base {base} does not fit on {device} in {dtype}: {exc}. Check "
                          "`deskpilot train plan`; use LoRA, --grad-checkpointing or a "
                          "bigger GPU") from exc
-    return folder, cfg, model
+    return model
+
+
+def load_base(base: str, device: torch.device, dtype: torch.dtype):
+    """(folder, config, our model) for a checkpoint folder or hub id."""
+    folder, cfg = resolve_base(base)
+    return folder, cfg, load_base_weights(base, folder, cfg, device, dtype)
+
+
+def preflight_memory(opts: SftOptions, folder, device: torch.device, dtype_name: str,
+                     rows) -> None:
+    """The memory check of train/preflight.py for these options (skipped when the options
+    say --no-memory-check)."""
+    if not opts.memory_check:
+        log.info("memory check off (--no-memory-check)")
+        return
+    check_memory(opts.base, folder, device, dtype=dtype_name, full=opts.full,
+                 lora_rank=opts.lora_rank, train_vision=opts.train_vision, rows=rows,
+                 grad_checkpointing=opts.grad_checkpointing, shard=opts.full)
 
 
 def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
@@ -125,7 +152,7 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
     if lr <= 0:
         raise TrainError(f"--lr must be > 0, got {lr}")
 
-    folder, cfg, model = load_base(opts.base, device, DTYPES[dtype_name])
+    folder, cfg = resolve_base(opts.base)
     if settings is None:
         from agent.settings import Settings
 
@@ -138,6 +165,9 @@ def run_sft(opts: SftOptions, on_step=None, settings=None) -> dict:
                     cfg.vision.spatial_merge_size)
     except DataError as exc:
         raise TrainError(str(exc)) from exc
+    # before the weights load: a base that cannot fit stops here, with what to change
+    preflight_memory(opts, folder, device, dtype_name, rows)
+    model = load_base_weights(opts.base, folder, cfg, device, DTYPES[dtype_name])
     # under torchrun a step's global batch is accumulate x world_size rows
     steps = opts.steps or max(1, math.ceil(len(rows) * opts.epochs /
                                            (opts.accumulate * D.world_size())))

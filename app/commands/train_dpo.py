@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     extra.add_argument("--weight-decay", type=float, default=0.0, metavar="W",
                        help="AdamW weight decay")
     extra.add_argument("--seed", type=int, default=0, help="data order, init and dropout")
+    extra.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                       help="train even when the memory plan (`deskpilot train plan`) says "
+                       "the base does not fit this device")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     return p
 
@@ -98,7 +101,7 @@ def main(argv: list[str]) -> int:
         train_vision=args.train_vision, resume=args.resume, lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout, accumulate=args.accumulate, warmup=args.warmup,
         seed=args.seed, save_every=args.save_every, max_grad_norm=args.max_grad_norm,
-        weight_decay=args.weight_decay, beta=args.beta,
+        weight_decay=args.weight_decay, memory_check=args.memory_check, beta=args.beta,
     )
     bar = ProgressBar()
     try:

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deskpilot train plan",
         description="Estimate the memory of a fine-tuning run (weights, gradients, optimizer "
-                    "states, activations with and without checkpointing) and whether it fits.")
+                    "states, activations with and without checkpointing) and whether it fits; "
+                    "also the weights for inference in bf16 and in block-wise fp8.")
     p.add_argument("--base", required=True,
                    help="checkpoint folder, downloaded hub id, or a config name under "
                         "assets/configs (e.g. qwen3-vl-30b-a3b)")

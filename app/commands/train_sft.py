@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     extra.add_argument("--router-aux-coef", type=float, default=0.0, metavar="C",
                        help="weight of the MoE load-balancing loss (0: off)")
     extra.add_argument("--seed", type=int, default=0, help="data order, init and dropout")
+    extra.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                       help="train even when the memory plan (`deskpilot train plan`) says "
+                       "the base does not fit this device")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     return p
 
@@ -108,6 +111,7 @@ def main(argv: list[str]) -> int:
         accumulate=args.accumulate, warmup=args.warmup, seed=args.seed,
         save_every=args.save_every, max_grad_norm=args.max_grad_norm,
         weight_decay=args.weight_decay, router_aux_coef=args.router_aux_coef,
+        memory_check=args.memory_check,
     )
     bar = ProgressBar()
     try:
