@@ -53,6 +53,7 @@ HOW = {"full": (["--full"], 0.05), "lora": (["--lora-rank", "8", "--merge"], 0.1
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 200 optimizer steps: ~2 min on an idle core, 20 min at load 8
 @pytest.mark.parametrize("kind", HOW)
 def test_train_on_a_recorded_run_then_replay_it_with_the_trained_model(tmp_path, settings_dir,
                                                                       kind):
