@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from vlm.cache import KVCache
+from vlm.hybrid_cache import HybridCache
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,12 @@ def decode_one_token(model, cache: KVCache, token: torch.Tensor, slot: int,
                      delta: int) -> torch.Tensor:
     """token (1,) at cache slot `slot` (host ints, for tests and one-off calls) -> logits (V,)."""
     pos = torch.tensor([slot, slot + delta], dtype=torch.long, device=token.device)
-    return decode_step(model, cache, token, pos[0:1], pos[1:2])
+    if not isinstance(cache, HybridCache):
+        return decode_step(model, cache, token, pos[0:1], pos[1:2])
+    cache.begin(slot)  # the step moves the DeltaNet states on: say where they end up
+    logits = decode_step(model, cache, token, pos[0:1], pos[1:2])
+    cache.end(slot + 1, snapshot=False)
+    return logits
 
 
 def sample_token(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
@@ -267,6 +273,9 @@ class Decoder:
 class Generation:
     tokens: list[int]  # generated ids, the end token included when one ended the reply
     fed: int  # how many of them were written into the cache (rows after the prompt)
+    # decode steps run: `fed`, plus those that ran ahead of a sync past an end token (their
+    # rows are past the reply; a recurrent state has folded them in)
+    steps: int
     cancelled: bool = False
 
 
@@ -324,4 +333,4 @@ def generate(decoder: Decoder, cache: KVCache, first_logits: torch.Tensor, slot:
         rope += 1
         made += 1
         steps += 1
-    return Generation(tokens, min(steps, len(tokens)), was_cancelled)
+    return Generation(tokens, min(steps, len(tokens)), steps, was_cancelled)
