@@ -118,20 +118,36 @@ def test_engine_records_where_the_decoded_states_are(engine):
     torch.testing.assert_close(logits, engine.last_logits, atol=1e-5, rtol=0)
 
 
-@pytest.mark.slow
-def test_compiled_hybrid_decode_gives_the_eager_tokens_and_resumes(engine):
-    compiled = Engine(engine.model, engine.processor, engine.cfg, name=engine.name,
-                      decode="compile")
-    engine.reset()
-    want = engine.chat(_messages(), max_new_tokens=STEPS, ignore_end=True)
-    got = compiled.chat(_messages(), max_new_tokens=STEPS, ignore_end=True)
-    assert compiled.decoder.mode == "compile"  # traced, not the eager fallback
+def _same_tokens_and_resume(eager: Engine, twin: Engine) -> None:
+    """`twin` (compiled or captured step) replies as `eager`, and its next agent step,
+    resumed from the states its step left, equals eager's recompute."""
+    eager.reset()
+    want = eager.chat(_messages(), max_new_tokens=STEPS, ignore_end=True)
+    got = twin.chat(_messages(), max_new_tokens=STEPS, ignore_end=True)
     assert got.token_ids == want.token_ids
-    # the next agent step resumes from the states the compiled step left
     turn = _messages() + [{"role": "assistant", "content": [{"type": "text",
                                                              "text": got.text}]},
                           {"role": "user", "content": [{"type": "text", "text": "Next."}]}]
-    resumed = compiled.chat(turn, max_new_tokens=8, ignore_end=True)
-    assert compiled.last_stats["reused_tokens"] > 0
-    engine.reset()
-    assert resumed.token_ids == engine.chat(turn, max_new_tokens=8, ignore_end=True).token_ids
+    resumed = twin.chat(turn, max_new_tokens=8, ignore_end=True)
+    assert twin.last_stats["reused_tokens"] > 0
+    eager.reset()
+    assert resumed.token_ids == eager.chat(turn, max_new_tokens=8, ignore_end=True).token_ids
+
+
+def _twin(engine: Engine, decode: str) -> Engine:
+    return Engine(engine.model, engine.processor, engine.cfg, name=engine.name, decode=decode)
+
+
+@pytest.mark.slow
+def test_compiled_hybrid_decode_gives_the_eager_tokens_and_resumes(engine):
+    compiled = _twin(engine, "compile")
+    _same_tokens_and_resume(engine, compiled)
+    assert compiled.decoder.mode == "compile"  # traced, not the eager fallback
+
+
+@pytest.mark.gpu
+def test_cuda_graph_hybrid_decode_gives_the_eager_tokens_and_resumes():
+    eager = vlm.load(tiny_qwen35_checkpoint("qwen3_5_moe")[0], device="cuda", decode="eager")
+    graphs = _twin(eager, "cuda_graph")
+    _same_tokens_and_resume(eager, graphs)
+    assert list(graphs.decoder._graphs) == [graphs._cache.capacity]

@@ -169,19 +169,32 @@ def decode_graph_breaks(model, cache: KVCache, token: torch.Tensor, slot: torch.
                                                       rope_position)
 
 
+def _recurrent_states(cache: KVCache) -> tuple[torch.Tensor, ...]:
+    """What a decode step advances in place besides its own K/V row: the DeltaNet states."""
+    return (cache.recurrent, cache.conv) if isinstance(cache, HybridCache) else ()
+
+
+def _bound_buffers(cache: KVCache) -> tuple[int, ...]:
+    """The addresses a captured step reads and writes: a graph replays only on these."""
+    return tuple(t.data_ptr() for t in (cache.k, cache.v, *_recurrent_states(cache)))
+
+
 class _CapturedStep:
     """One CUDA graph of the greedy decode step for one cache buffer (capacity bucket)."""
 
     def __init__(self, model, cache: KVCache, token, slot, rope_position, pool):
-        self.buffer = cache.k.data_ptr()
+        self.buffer = _bound_buffers(cache)
         self.token, self.slot, self.rope = token.clone(), slot.clone(), rope_position.clone()
         side = torch.cuda.Stream(cache.device)
         side.wait_stream(torch.cuda.current_stream(cache.device))
         # warm-up runs (lazy init, kernel autotuning) rewrite the current row with the same
-        # token's K/V: harmless
+        # token's K/V, harmless; but they also advance recurrent states, put back after them
+        states = [t.clone() for t in _recurrent_states(cache)]
         with torch.cuda.stream(side):
             for _ in range(2):
                 greedy_step(model, cache, self.token, self.slot, self.rope)
+            for t, saved in zip(_recurrent_states(cache), states):
+                t.copy_(saved)
         torch.cuda.current_stream(cache.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
@@ -257,12 +270,12 @@ class Decoder:
 
     def _captured(self, cache: KVCache, token, slot, rope_position) -> _CapturedStep:
         step = self._graphs.get(cache.capacity)
-        if step is None or step.buffer != cache.k.data_ptr():
+        bound = _bound_buffers(cache)
+        if step is None or step.buffer != bound:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             # a grown cache frees the old buffers: graphs for them can never run again
-            self._graphs = {c: g for c, g in self._graphs.items()
-                            if g.buffer == cache.k.data_ptr()}
+            self._graphs = {c: g for c, g in self._graphs.items() if g.buffer == bound}
             step = _CapturedStep(self.model, cache, token, slot, rope_position, self._pool)
             self._graphs[cache.capacity] = step
             log.info("captured the decode step for cache capacity %d", cache.capacity)
