@@ -118,6 +118,32 @@ def test_engine_records_where_the_decoded_states_are(engine):
     torch.testing.assert_close(logits, engine.last_logits, atol=1e-5, rtol=0)
 
 
+def test_steps_run_ahead_of_a_stop_string_are_not_resumed_from(engine):
+    """On CUDA the loop reads tokens back every few steps, so it can feed tokens past the
+    end of the reply; the K/V rows are cut back, but the recurrent states have folded them
+    in: the next prompt must not resume from those states."""
+    engine.reset()
+    reply = engine.chat(_messages(), max_new_tokens=16, ignore_end=True)
+    # (the tiny tokenizer's pieces are mostly odd bytes: any printable one ends the reply)
+    pieces = [engine.processor.decode([t]) for t in reply.token_ids[1:10]]
+    stop = next(p for p in pieces if p.strip() and p.isprintable() and "\ufffd" not in p)
+    engine.reset()
+    engine.sync_every = 16  # one read, after the last step
+    try:
+        cut = engine.chat(_messages(), max_new_tokens=16, stop=[stop])
+        assert engine._cache.live > len(engine._cached_ids)  # it ran ahead
+        turn = _messages() + [{"role": "assistant", "content": [{"type": "text",
+                                                                 "text": cut.text}]},
+                              {"role": "user", "content": [{"type": "text", "text": "Next."}]}]
+        resumed = engine.chat(turn, max_new_tokens=6)
+        logits = engine.last_logits.clone()
+    finally:
+        engine.sync_every = None
+    engine.reset()
+    assert resumed.token_ids == engine.chat(turn, max_new_tokens=6).token_ids
+    torch.testing.assert_close(logits, engine.last_logits, atol=1e-5, rtol=0)
+
+
 def _same_tokens_and_resume(eager: Engine, twin: Engine) -> None:
     """`twin` (compiled or captured step) replies as `eager`, and its next agent step,
     resumed from the states its step left, equals eager's recompute."""
