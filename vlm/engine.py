@@ -225,7 +225,8 @@ class Engine:
         log.debug("decoding up to %d tokens after a %d-token prompt (%s)", max_new_tokens,
                   len(ids), self.decoder.mode)
         hybrid = isinstance(self._cache, HybridCache)
-        if hybrid:  # decode steps move the DeltaNet states on the device: track where to
+        if hybrid:  # decode steps advance the DeltaNet states out of the host's sight:
+            # record that they are in flux, then where they ended
             self._cache.begin(len(ids))
         run = generate(self.decoder, self._cache, logits, len(ids), delta,
                        max_new_tokens=max_new_tokens,
