@@ -147,6 +147,9 @@ def recurrent_gated_delta_rule(q, k, v, g, beta, state, *, scale=None,
     state (N, Hv, Dk, Dv) fp32 is advanced in place -> o (N, Hv, Dv)."""
     from kernels import delta_rule
 
+    if _compiling():  # the launchers are not traced; the reference has no host reads
+        return delta_rule.recurrent_step_ref(q, k, v, g, beta, state, scale=scale,
+                                             use_qk_l2norm=use_qk_l2norm)
     which = dispatch.choose("delta_rule", q.device, q.dtype,
                             grad=dispatch.wants_grad(q, k, v, g, beta))
     if which == "fla":
@@ -169,6 +172,8 @@ def causal_conv1d_update(x, state, weight):
     """One token per sequence: x (N, C), state (N, C, K-1) fp32 shifted in place -> y (N, C)."""
     from kernels import delta_rule
 
+    if _compiling():  # as recurrent_gated_delta_rule
+        return delta_rule.causal_conv1d_update_ref(x, state, weight)
     which = dispatch.choose("conv1d", x.device, x.dtype,
                             grad=dispatch.wants_grad(x, weight))
     impl = (delta_rule.causal_conv1d_update if which == "triton"

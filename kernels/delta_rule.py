@@ -462,11 +462,18 @@ def causal_conv1d_update_ref(x, state, weight):
 def recurrent_step_ref(q, k, v, g, beta, state, *, scale: float | None = None,
                        use_qk_l2norm: bool = False):
     """Decode: one token per sequence, q/k (N, Hk, Dk), v (N, Hv, Dv), g/beta (N, Hv);
-    `state` (N, Hv, Dk, Dv) fp32 advanced in place -> o (N, Hv, Dv) in v's dtype."""
-    n = q.shape[0]
-    cu = torch.arange(n + 1, device=q.device)
-    o, final = recurrent_gated_delta_rule_ref(q, k, v, g, beta, scale=scale,
-                                              initial_state=state, cu_seqlens=cu,
-                                              use_qk_l2norm=use_qk_l2norm)
-    state.copy_(final)
-    return o
+    `state` (N, Hv, Dk, Dv) fp32 advanced in place -> o (N, Hv, Dv) in v's dtype.
+
+    The step of `recurrent_gated_delta_rule_ref` batched over the N sequences, with no
+    host reads and fixed shapes: it runs inside compiled and CUDA-graph decode steps."""
+    out_dtype = v.dtype
+    q, k, v, g, beta = _prepare(q, k, v, g, beta, scale, use_qk_l2norm)  # (N, Hv, D) fp32
+    n, hv, dk, dv = q.shape[0], v.shape[1], q.shape[2], v.shape[2]
+    if state.shape != (n, hv, dk, dv):
+        raise ValueError(f"state must be (N, Hv, Dk, Dv) = {(n, hv, dk, dv)}, got "
+                         f"{tuple(state.shape)}")
+    s = state.float() * g.exp()[:, :, None, None]
+    u = beta[:, :, None] * (v - (s * k[:, :, :, None]).sum(2))  # (N, Hv, Dv)
+    s = s + k[:, :, :, None] * u[:, :, None, :]
+    state.copy_(s)
+    return (s * q[:, :, :, None]).sum(2).to(out_dtype)

@@ -66,30 +66,47 @@ class GatedDeltaNet(nn.Module):
         and `conv` (N, C, K-1) (fp32, updated in place) -> (T, H). A single token (decode)
         takes the recurrent path; otherwise the chunked prefill over the packed sequences of
         `cu_seqlens` (None: one sequence)."""
-        t = x.shape[0]
-        w = self.conv1d.weight[:, 0]  # (C, K)
-        qkv = self.in_proj_qkv(x)  # (T, C)
-        decode = t == 1 and cu_seqlens is None
-        if decode:
-            qkv = kernels.causal_conv1d_update(qkv, conv, w)
-        else:
-            qkv, conv_final = kernels.causal_conv1d(qkv, w, initial_state=conv,
-                                                    cu_seqlens=cu_seqlens)
+        if x.shape[0] == 1 and cu_seqlens is None:
+            return self.decode_step(x, recurrent, conv)
+        qkv, conv_final = kernels.causal_conv1d(self.in_proj_qkv(x), self.conv1d.weight[:, 0],
+                                                initial_state=conv, cu_seqlens=cu_seqlens)
+        q, k, v = self._heads(qkv)
+        beta, g = self._gates(x)
+        o, final = kernels.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=recurrent,
+                                                  cu_seqlens=cu_seqlens, use_qk_l2norm=True)
+        with torch.no_grad():  # the cache keeps values; training does not carry states
+            recurrent.copy_(final)
+            conv.copy_(conv_final)
+        return self._output(x, o)
+
+    def decode_step(self, x: torch.Tensor, recurrent: torch.Tensor,
+                    conv: torch.Tensor) -> torch.Tensor:
+        """One token x (1, H) of one sequence: the conv state shifts and the delta rule
+        advances `recurrent` (1, Hv, Dk, Dv) in place -> (1, H). Fixed shapes and no host
+        reads, so it runs inside a compiled or captured decode step."""
+        qkv = kernels.causal_conv1d_update(self.in_proj_qkv(x), conv, self.conv1d.weight[:, 0])
+        q, k, v = self._heads(qkv)
+        beta, g = self._gates(x)
+        o = kernels.recurrent_gated_delta_rule(q, k, v, g, beta, recurrent, use_qk_l2norm=True)
+        return self._output(x, o)
+
+    def _heads(self, qkv: torch.Tensor):
+        """(T, C) convolved projections -> q, k (T, Hk, Dk), v (T, Hv, Dv)."""
+        t = qkv.shape[0]
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
-        q, k = q.reshape(t, self.hk, self.dk), k.reshape(t, self.hk, self.dk)
-        v = v.reshape(t, self.hv, self.dv)
-        beta = self.in_proj_b(x).sigmoid()  # (T, Hv)
+        return (q.reshape(t, self.hk, self.dk), k.reshape(t, self.hk, self.dk),
+                v.reshape(t, self.hv, self.dv))
+
+    def _gates(self, x: torch.Tensor):
+        """x (T, H) -> write strength beta (T, Hv), log decay g (T, Hv) fp32."""
+        beta = self.in_proj_b(x).sigmoid()
         # in fp32: in half precision exp(A_log) * softplus could round the decay to -inf
         g = -self.A_log.float().exp() * F.softplus(self.in_proj_a(x).float() + self.dt_bias)
-        if decode:
-            o = kernels.recurrent_gated_delta_rule(q, k, v, g, beta, recurrent,
-                                                   use_qk_l2norm=True)
-        else:
-            o, final = kernels.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=recurrent,
-                                                      cu_seqlens=cu_seqlens, use_qk_l2norm=True)
-            with torch.no_grad():  # the cache keeps values; training does not carry states
-                recurrent.copy_(final)
-                conv.copy_(conv_final)
+        return beta, g
+
+    def _output(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """Delta-rule output o (T, Hv, Dv) -> gated RMSNorm with z(x) -> out_proj (T, H)."""
+        t = x.shape[0]
         z = self.in_proj_z(x).reshape(t * self.hv, self.dv)
         o = self.norm(o.reshape(t * self.hv, self.dv), z)
         return self.out_proj(o.reshape(t, self.value_dim))

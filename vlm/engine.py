@@ -224,11 +224,17 @@ class Engine:
         stream = TextStream(self.processor.decode, list(stop or []), on_text)
         log.debug("decoding up to %d tokens after a %d-token prompt (%s)", max_new_tokens,
                   len(ids), self.decoder.mode)
+        hybrid = isinstance(self._cache, HybridCache)
+        if hybrid:  # decode steps advance the DeltaNet states out of the host's sight:
+            # record that they are in flux, then where they ended
+            self._cache.begin(len(ids))
         run = generate(self.decoder, self._cache, logits, len(ids), delta,
                        max_new_tokens=max_new_tokens,
                        stop_ids=[] if ignore_end else self.processor.end_token_ids,
                        stream=stream, temperature=temperature, top_p=top_p, generator=gen,
                        cancel=cancelled, sync_every=self.sync_every)
+        if hybrid:
+            self._cache.end(len(ids) + run.steps, snapshot=False)
         out = run.tokens
         text = stream.finish()
         timings["decode"] = self._clock() - t

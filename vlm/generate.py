@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from vlm.cache import KVCache
+from vlm.hybrid_cache import HybridCache
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,12 @@ def decode_one_token(model, cache: KVCache, token: torch.Tensor, slot: int,
                      delta: int) -> torch.Tensor:
     """token (1,) at cache slot `slot` (host ints, for tests and one-off calls) -> logits (V,)."""
     pos = torch.tensor([slot, slot + delta], dtype=torch.long, device=token.device)
-    return decode_step(model, cache, token, pos[0:1], pos[1:2])
+    if not isinstance(cache, HybridCache):
+        return decode_step(model, cache, token, pos[0:1], pos[1:2])
+    cache.begin(slot)  # the step moves the DeltaNet states on: say where they end up
+    logits = decode_step(model, cache, token, pos[0:1], pos[1:2])
+    cache.end(slot + 1, snapshot=False)
+    return logits
 
 
 def sample_token(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
@@ -163,19 +169,32 @@ def decode_graph_breaks(model, cache: KVCache, token: torch.Tensor, slot: torch.
                                                       rope_position)
 
 
+def _recurrent_states(cache: KVCache) -> tuple[torch.Tensor, ...]:
+    """What a decode step advances in place besides its own K/V row: the DeltaNet states."""
+    return (cache.recurrent, cache.conv) if isinstance(cache, HybridCache) else ()
+
+
+def _bound_buffers(cache: KVCache) -> tuple[int, ...]:
+    """The addresses a captured step reads and writes: a graph replays only on these."""
+    return tuple(t.data_ptr() for t in (cache.k, cache.v, *_recurrent_states(cache)))
+
+
 class _CapturedStep:
     """One CUDA graph of the greedy decode step for one cache buffer (capacity bucket)."""
 
     def __init__(self, model, cache: KVCache, token, slot, rope_position, pool):
-        self.buffer = cache.k.data_ptr()
+        self.buffer = _bound_buffers(cache)
         self.token, self.slot, self.rope = token.clone(), slot.clone(), rope_position.clone()
         side = torch.cuda.Stream(cache.device)
         side.wait_stream(torch.cuda.current_stream(cache.device))
         # warm-up runs (lazy init, kernel autotuning) rewrite the current row with the same
-        # token's K/V: harmless
+        # token's K/V, harmless; but they also advance recurrent states, put back after them
+        states = [t.clone() for t in _recurrent_states(cache)]
         with torch.cuda.stream(side):
             for _ in range(2):
                 greedy_step(model, cache, self.token, self.slot, self.rope)
+            for t, saved in zip(_recurrent_states(cache), states):
+                t.copy_(saved)
         torch.cuda.current_stream(cache.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
@@ -251,12 +270,12 @@ class Decoder:
 
     def _captured(self, cache: KVCache, token, slot, rope_position) -> _CapturedStep:
         step = self._graphs.get(cache.capacity)
-        if step is None or step.buffer != cache.k.data_ptr():
+        bound = _bound_buffers(cache)
+        if step is None or step.buffer != bound:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             # a grown cache frees the old buffers: graphs for them can never run again
-            self._graphs = {c: g for c, g in self._graphs.items()
-                            if g.buffer == cache.k.data_ptr()}
+            self._graphs = {c: g for c, g in self._graphs.items() if g.buffer == bound}
             step = _CapturedStep(self.model, cache, token, slot, rope_position, self._pool)
             self._graphs[cache.capacity] = step
             log.info("captured the decode step for cache capacity %d", cache.capacity)
@@ -267,6 +286,9 @@ class Decoder:
 class Generation:
     tokens: list[int]  # generated ids, the end token included when one ended the reply
     fed: int  # how many of them were written into the cache (rows after the prompt)
+    # decode steps run: `fed`, plus those that ran ahead of a sync past an end token (their
+    # rows are past the reply; a recurrent state has folded them in)
+    steps: int
     cancelled: bool = False
 
 
@@ -324,4 +346,4 @@ def generate(decoder: Decoder, cache: KVCache, first_logits: torch.Tensor, slot:
         rope += 1
         made += 1
         steps += 1
-    return Generation(tokens, min(steps, len(tokens)), was_cancelled)
+    return Generation(tokens, min(steps, len(tokens)), steps, was_cancelled)

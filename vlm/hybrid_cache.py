@@ -15,8 +15,14 @@ returns its length; when the prompt diverges earlier than every one (an old scre
 dropped), it returns 0 and the prompt is recomputed. Taking a snapshot costs one copy of
 the states (Qwen3.5-35B-A3B: 30 layers x 32 x 128 x 128 fp32 = 63 MB), none of the K/V.
 
-Interface as `KVCache` for the rest of vlm: `update`, `reserve`, `capacity`, `length`.
-Shapes: Lk attention layers, Ll DeltaNet layers, S cached rows.
+A decode step (qwen3_5.HybridTextModel.decode) advances the states on the device where
+the host cannot see it, so whoever runs decode steps brackets them with `begin(slot)` and
+`end(slot + steps, snapshot=False)` (the engine does, around each reply); a reply that
+fails half-way leaves `live` None, and the next prompt resumes from a snapshot.
+
+Interface as `KVCache` for the rest of vlm: `update`, `write_token`, `k`/`v`, `reserve`,
+`capacity`, `length`.
+Shapes: Lk attention layers, Ll DeltaNet layers, S cached rows, C capacity.
 """
 
 from __future__ import annotations
@@ -74,8 +80,22 @@ class HybridCache:
     def reserve(self, needed: int) -> None:
         self.kv.reserve(needed)
 
+    @property
+    def k(self) -> torch.Tensor:
+        """(Lk, Hkv, C, D) keys: the buffer a compiled or captured decode step is bound to."""
+        return self.kv.k
+
+    @property
+    def v(self) -> torch.Tensor:
+        return self.kv.v
+
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
         return self.kv.update(self.kv_slot[layer], start, k, v)
+
+    def write_token(self, layer: int, slot: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Attention `layer`'s k/v (1, Hkv, D) at device row `slot` ((1,) long) -> its full
+        (Hkv, C, D) key and value buffers (KVCache.write_token)."""
+        return self.kv.write_token(self.kv_slot[layer], slot, k, v)
 
     # -- DeltaNet states ------------------------------------------------------------------
 

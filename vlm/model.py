@@ -87,13 +87,9 @@ class QwenVL(nn.Module):
                cache: KVCache) -> torch.Tensor:
         """One decode step, all inputs (1,) long tensors on the device: `token` goes into cache
         row `slot` at MRoPE position `rope_position` (the same on all three axes) -> logits
-        (V,). The caller tracks cache.length; this writes only the one row."""
+        (V,). The caller tracks cache.length; this writes only the one row (and, for Qwen3.5,
+        advances the DeltaNet states: the caller tracks them too, see hybrid_cache.py)."""
         positions = rope_position.view(1, 1).expand(3, 1)
-        if not hasattr(self.language_model, "decode"):
-            # The hybrid (Gated DeltaNet) decoder has no device-slot step yet: it runs the
-            # one token through its prefill path at a host row (one read-back per token; it
-            # cannot be compiled or captured until it gets a step of its own).
-            return self.forward(token, positions, cache, int(slot))
         x = self.language_model.embed_tokens(token)  # (1, H)
         h = self.language_model.decode(x, positions, cache, slot)
         return self.lm_head(h[0])

@@ -29,8 +29,15 @@ import kernels
 from vlm.config import TextConfig
 from vlm.deltanet import GatedDeltaNet
 from vlm.hybrid_cache import HybridCache
-from vlm.layers import GatedMLP, apply_rotary, packed_attention
-from vlm.text import DenseMLP, Experts, Router, mrope_cos_sin, mrope_tables
+from vlm.layers import GatedMLP, apply_rotary, packed_attention, rotate_half
+from vlm.text import (
+    DenseMLP,
+    Experts,
+    Router,
+    decode_attention,
+    mrope_cos_sin,
+    mrope_tables,
+)
 
 
 class ZeroCenteredRMSNorm(nn.Module):
@@ -79,6 +86,27 @@ class GatedAttention(nn.Module):
         o = o.reshape(t, -1) * torch.sigmoid(gate.reshape(t, -1))
         return self.o_proj(o)
 
+    def decode(self, x, cos, sin, cache: HybridCache, layer: int, slot: torch.Tensor):
+        """x (1, H) at cache row `slot` ((1,) long, device) -> (1, H); no host values."""
+        q, gate = self.q_proj(x).view(1, self.hq, 2 * self.d).chunk(2, dim=-1)  # (1, Hq, D)
+        q = self._rotate_token(self.q_norm(q), cos, sin)
+        k = self._rotate_token(self.k_norm(self.k_proj(x).view(1, self.hkv, self.d)), cos, sin)
+        v = self.v_proj(x).view(1, self.hkv, self.d)
+        k_all, v_all = cache.write_token(layer, slot, k, v)  # (Hkv, C, D)
+        # query head kv*g + j is row j of kv head kv: K/V are read once per kv head
+        o = decode_attention(q.reshape(self.hkv, self.hq // self.hkv, self.d), k_all, v_all,
+                             slot)  # (Hkv, g, D)
+        o = o.reshape(1, -1) * torch.sigmoid(gate.reshape(1, -1))
+        return self.o_proj(o)
+
+    def _rotate_token(self, x, cos, sin):  # (1, heads, D): _rotate without out= writes
+        # the plain rotary formula, as text.Attention.decode: apply_rotary's out= writes do
+        # not trace, and at one token there are no copies worth avoiding
+        c, s = cos[:, None, :], sin[:, None, :]
+        r = x[..., : self.rot]
+        r = r * c + rotate_half(r) * s
+        return r if self.rot == self.d else torch.cat([r, x[..., self.rot:]], -1)
+
 
 class SharedExpertMoe(nn.Module):
     """Routed experts (softmax fp32 -> top-k -> renormalise) + a gated shared expert."""
@@ -122,6 +150,16 @@ class HybridDecoderLayer(nn.Module):
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
 
+    def decode(self, x, cos, sin, cache: HybridCache, slot: torch.Tensor):
+        h = self.input_layernorm(x)
+        if self.linear:
+            recurrent, conv = cache.linear_state(self.index)
+            h = self.linear_attn.decode_step(h, recurrent, conv)
+        else:
+            h = self.self_attn.decode(h, cos, sin, cache, self.index, slot)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x))
+
 
 class HybridTextModel(nn.Module):
     def __init__(self, cfg: TextConfig):
@@ -150,6 +188,20 @@ class HybridTextModel(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin, cache, start)
         cache.end(start + x.shape[0], snapshot=x.shape[0] > 1)
+        return self.norm(x)
+
+    def decode(self, x: torch.Tensor, positions: torch.Tensor, cache: HybridCache,
+               slot: torch.Tensor) -> torch.Tensor:
+        """One token: x (1, H) at cache row `slot` ((1,) long), positions (3, 1), both on
+        the device -> normed hidden (1, H); K/V rows and DeltaNet states change in place.
+        Fixed shapes, nothing read back to the host, so it traces with fullgraph=True and
+        captures into a CUDA graph. It leaves the host bookkeeping of where the states are
+        (`cache.live`) to the caller: see hybrid_cache's begin/end."""
+        if x.device not in self._rope:
+            self._rope[x.device] = mrope_tables(self._rope_cfg, x.device)
+        cos, sin = mrope_cos_sin(positions, *self._rope[x.device], x.dtype)  # (1, R)
+        for layer in self.layers:
+            x = layer.decode(x, cos, sin, cache, slot)
         return self.norm(x)
 
 
