@@ -25,7 +25,7 @@ from vlm.train_forward import packed_loss
 def bench_run(tmp_path_factory):
     """One small run shared by the tests that read its output (a run costs several steps)."""
     out = tmp_path_factory.mktemp("bench-train") / "train.json"
-    argv = ["bench", "train", "--config", "tiny", "--device", "cpu", "--samples", "3",
+    argv = ["bench", "train", "--config", "tiny", "--device", "cpu", "--samples", "2",
             "--pack-tokens", "8192", "--repeat", "1", "--json", str(out)]
     rc = cli(argv)
     return rc, json.loads(out.read_text())
@@ -34,12 +34,12 @@ def bench_run(tmp_path_factory):
 def test_the_command_writes_the_json_with_its_keys(bench_run, capsys):
     rc, res = bench_run
     assert rc == 0
-    assert res["command"] == ("deskpilot bench train --config tiny --device cpu --samples 3 "
+    assert res["command"] == ("deskpilot bench train --config tiny --device cpu --samples 2 "
                               "--pack-tokens 8192 --repeat 1 --json " + res["command"].split()[-1])
     for key in ("device", "torch", "date", "commit", "config", "mix", "padded_means",
                 "modes", "packed_over_padded", "memory"):
         assert key in res, key
-    assert res["mix"]["samples"] == 3 and "built" in res["mix"]
+    assert res["mix"]["samples"] == 2 and "built" in res["mix"]
     for mode in ("packed", "padded"):
         m = res["modes"][mode]
         assert set(m["tokens_per_s"]) == {"min", "median", "max"}
@@ -52,7 +52,7 @@ def test_packed_and_padded_train_on_the_same_real_tokens(bench_run):
     _, res = bench_run
     packed, padded = res["modes"]["packed"], res["modes"]["padded"]
     assert packed["real_tokens"] == padded["real_tokens"] == res["mix"]["tokens"]
-    assert packed["samples"] == padded["samples"] == 3
+    assert packed["samples"] == padded["samples"] == 2
 
 
 def test_padding_a_mixed_length_batch_computes_pad_tokens(bench_run):
@@ -60,7 +60,7 @@ def test_padding_a_mixed_length_batch_computes_pad_tokens(bench_run):
     lengths = res["mix"]["sample_tokens"]
     assert lengths["min"] < lengths["max"]  # the mix has different lengths...
     padded = res["modes"]["padded"]
-    assert padded["steps"] == 1 and padded["samples_per_step"] == 3  # ...in one batch
+    assert padded["steps"] == 1 and padded["samples_per_step"] == 2  # ...in one batch
     assert padded["pad_tokens"] > 0
     assert padded["computed_tokens"] == padded["real_tokens"] + padded["pad_tokens"]
 
