@@ -10,6 +10,7 @@ the special token ids are remapped onto the small tokenizer's.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 SPECIAL_TOKENS = [
@@ -41,8 +42,9 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(folder: Path, vocab_size: int = 400):
-    """Train a byte-level BPE on CORPUS, add the Qwen tokens, save it with the chat template."""
+def build_tokenizer(folder: Path, vocab_size: int = 400, corpus: Iterable[str] = CORPUS):
+    """Train a byte-level BPE on `corpus`, add the Qwen tokens, save it with the chat
+    template. The special tokens come first, so their ids do not depend on the corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -50,8 +52,9 @@ def build_tokenizer(folder: Path, vocab_size: int = 400):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>",
                                    additional_special_tokens=SPECIAL_TOKENS[1:])

@@ -1,4 +1,5 @@
-"""`deskpilot bench step ...` (vlm.bench) and `deskpilot bench kernels ...` (kernels.bench)."""
+"""`deskpilot bench step ...` (vlm.bench), `deskpilot bench kernels ...` (kernels.bench) and
+`deskpilot bench train ...` (train.bench)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import sys
 TARGETS = {
     "step": ("vlm.bench", "one agent step: preprocess, vision, prefill, decode (+ prefix reuse)"),
     "kernels": ("kernels.bench", "kernel timings against their PyTorch references"),
+    "train": ("train.bench", "training tokens/s packed vs padded, checkpointing's memory"),
 }
 
 
 def usage() -> str:
-    lines = ["usage: deskpilot bench {step,kernels} [ARGS...]", ""]
+    lines = ["usage: deskpilot bench {step,kernels,train} [ARGS...]", ""]
     lines += [f"  {name:<8} {help_}" for name, (_, help_) in TARGETS.items()]
     return "\n".join(lines)
 
