@@ -127,10 +127,8 @@ def build(args, workdir: Path):
     from agent.dialects import dialect_for_checkpoint
     from train import lora as L
     from train.sft import DTYPES, resolve_device_dtype
-    from vlm.bench import check_fits, synthetic_folder
-    from vlm.model import QwenVL
+    from vlm.bench import random_model, synthetic_folder
     from vlm.processor import ImageSettings, Processor
-    from vlm.synthetic import randomize_
     from vlm.weights import read_config
 
     device, dtype_name = resolve_device_dtype(args.device, args.dtype)
@@ -138,15 +136,7 @@ def build(args, workdir: Path):
     folder = synthetic_folder(args.config, workdir)
     prose_tokenizer(folder)
     cfg = read_config(folder)
-    check_fits(cfg, device, dtype)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = QwenVL(cfg)
-    finally:
-        torch.set_default_dtype(old)
-    randomize_(model, args.seed)
+    model = random_model(cfg, device, dtype, args.seed)
     torch.manual_seed(args.seed)
     if args.full:
         L.setup_full(model, train_vision=False)

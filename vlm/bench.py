@@ -132,12 +132,8 @@ def synthetic_folder(config: str, workdir: Path) -> Path:
 
 
 def build_engine(args, workdir: Path):
-    import torch
-
     from vlm.engine import Engine, load, pick_device_dtype
-    from vlm.model import QwenVL
     from vlm.processor import ImageSettings, Processor
-    from vlm.synthetic import randomize_
     from vlm.weights import read_config
 
     if args.checkpoint:
@@ -147,15 +143,7 @@ def build_engine(args, workdir: Path):
     folder = synthetic_folder(args.config, workdir)
     cfg = read_config(folder)
     device, dtype = pick_device_dtype(args.device, args.dtype)
-    check_fits(cfg, device, dtype)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = QwenVL(cfg)
-    finally:
-        torch.set_default_dtype(old)
-    randomize_(model, args.seed)
+    model = random_model(cfg, device, dtype, args.seed)
     model.eval()
     processor = Processor(folder, cfg.image_token_id, ImageSettings.for_model(cfg))
     return Engine(model, processor, cfg, name=args.config,
@@ -186,6 +174,26 @@ def check_fits(cfg, device, dtype) -> None:
         raise SystemExit(f"{n / 1e9:.1f}B parameters need {need / 2**30:.1f} GiB in "
                          f"{str(dtype).replace('torch.', '')} but {device} has "
                          f"{free / 2**30:.1f} GiB free; pick a smaller --config or device")
+
+
+def random_model(cfg, device, dtype, seed: int):
+    """Our model for `cfg` with random weights of a useful scale, built in place on `device`
+    in `dtype` (refused up front when it cannot fit)."""
+    import torch
+
+    from vlm.model import QwenVL
+    from vlm.synthetic import randomize_
+
+    check_fits(cfg, device, dtype)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = QwenVL(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    randomize_(model, seed)
+    return model
 
 
 # the rows of one run: (step, caches label); step 2 twice, with and without our caches
